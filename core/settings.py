@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # never a path. `demo` is always present (the built-in toy model) unless overridden.
     models: dict[str, str] = Field(default_factory=dict)
 
+    # Messaging. One queue per GPU pool; tests use a unique name so runs never share messages.
+    queue_name: str = "gpu"
+
     @cached_property
     def resolved_data_dir(self) -> Path:
         return self.data_dir.resolve()

@@ -1,0 +1,47 @@
+"""The API's only link to the workers: send a job id to the GPU queue by task *name*.
+
+The API never imports `worker` (and so never torch); it needs a Celery client, not the worker app.
+"""
+
+from functools import lru_cache
+
+from celery import Celery
+
+from core.settings import Settings
+
+RUN_JOB_TASK = "eraser.run_job"
+
+
+@lru_cache(maxsize=4)
+def _client(broker_url: str, transport_options: tuple[tuple[str, str], ...]) -> Celery:
+    app = Celery("eraser-api", broker=broker_url)
+    app.conf.broker_transport_options = dict(transport_options)
+    app.conf.task_default_queue = "gpu"
+    return app
+
+
+def broker_transport_options(settings: Settings) -> dict[str, str]:
+    """Options both sides must agree on (the filesystem broker needs its folders)."""
+    if settings.celery_broker_url.startswith("filesystem://"):
+        folder = str(settings.resolved_data_dir / "broker")
+        return {"data_folder_in": folder, "data_folder_out": folder}
+    return {}
+
+
+def celery_client(settings: Settings) -> Celery:
+    options = tuple(sorted(broker_transport_options(settings).items()))
+    return _client(settings.celery_broker_url, options)
+
+
+def enqueue_job(settings: Settings, job_id: str) -> None:
+    """Publish one run message. Call only after the job row is committed."""
+    celery_client(settings).send_task(RUN_JOB_TASK, args=[job_id], queue=settings.queue_name)
+
+
+def broker_reachable(settings: Settings) -> bool:
+    try:
+        with celery_client(settings).connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=2)
+        return True
+    except Exception:
+        return False
