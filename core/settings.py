@@ -11,7 +11,7 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -37,6 +37,35 @@ class Settings(BaseSettings):
 
     # Messaging. One queue per GPU pool; tests use a unique name so runs never share messages.
     queue_name: str = "gpu"
+
+    # Workers (B2). A lease is renewed by a heartbeat thread; a lease that lapses means the worker
+    # is gone, and the reaper requeues the job (or fails it with `worker_lost` after max_attempts).
+    lease_seconds: float = Field(60, gt=0)
+    heartbeat_seconds: float = Field(10, gt=0)
+    max_attempts: int = Field(3, ge=1)
+    reaper_interval_seconds: float = Field(15, gt=0)
+    # A queued job older than this with no worker on it is re-enqueued (covers a lost message).
+    requeue_stale_queued_seconds: float = Field(300, gt=0)
+    checkpoint_every: int = Field(100, ge=0)  # UNet updates between checkpoints; 0 = none
+    progress_interval_seconds: float = Field(1.0, ge=0)  # throttle for progress writes to the DB
+    worker_device: str = "auto"  # the engine's device: auto | cpu | cuda | cuda:N
+    worker_ready_file: Path | None = None  # default: <data_dir>/worker.ready
+    # Celery limits for jobs of hours (SD 1.x: 1.5-3 h). They must nest: soft < hard < the Redis
+    # visibility timeout, else Redis hands a still-running job to a second worker.
+    task_soft_time_limit: int = Field(6 * 3600, gt=0)
+    task_time_limit: int = Field(6 * 3600 + 1800, gt=0)
+    visibility_timeout: int = Field(7 * 3600, gt=0)
+
+    @model_validator(mode="after")
+    def _time_limits_nest(self) -> "Settings":
+        if not self.task_soft_time_limit < self.task_time_limit < self.visibility_timeout:
+            raise ValueError(
+                "need task_soft_time_limit < task_time_limit < visibility_timeout, got "
+                f"{self.task_soft_time_limit}, {self.task_time_limit}, {self.visibility_timeout}"
+            )
+        if not self.heartbeat_seconds < self.lease_seconds:
+            raise ValueError("heartbeat_seconds must be shorter than lease_seconds")
+        return self
 
     @cached_property
     def resolved_data_dir(self) -> Path:
