@@ -1,0 +1,1 @@
+"""Persistence: declarative base, column types and the session factory (torch-free)."""

@@ -1,0 +1,1 @@
+"""Jobs: tables, state machine, events and the API-side use cases (torch-free)."""

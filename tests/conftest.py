@@ -1,0 +1,137 @@
+"""Shared fixtures: a private Postgres database per test session, settings, sessions.
+
+Several engineers run tests at the same time on one Postgres and one Redis, so each session gets
+its own database (`eraser_test_<hex>`, migrated by Alembic to head, dropped at the end) and its
+own Celery queue name. The variables go into `os.environ` so that subprocesses (uvicorn, Celery
+workers) started by a test see the same database, data dir and queue.
+
+Tests that touch the database ask for `settings` (or `db_session`); every row is deleted after
+each such test so that tests never see each other's jobs.
+"""
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, delete, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+import core.auth.models
+import core.jobs.models  # noqa: F401
+from core.db import migrate
+from core.db.base import Base
+from core.db.session import make_engine, make_session_factory
+from core.settings import Settings
+
+# Where test databases are created; override to point the suite at another server.
+ADMIN_URL = os.environ.get(
+    "ERASER_TEST_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _admin_engine() -> Engine:
+    return create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+
+
+def create_database(name: str) -> str:
+    """Create an empty Postgres database and return its SQLAlchemy URL."""
+    admin = _admin_engine()
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(name: str) -> None:
+    admin = _admin_engine()
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def make_postgres_database() -> Iterator[Callable[[], str]]:
+    """A factory of extra empty Postgres databases (dropped after the test); returns URLs."""
+    names: list[str] = []
+
+    def make() -> str:
+        name = f"eraser_extra_{uuid.uuid4().hex[:12]}"
+        names.append(name)
+        return create_database(name)
+
+    yield make
+    for name in names:
+        drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def test_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated private database; the session's environment points every process at it."""
+    suffix = uuid.uuid4().hex[:12]
+    name = f"eraser_test_{suffix}"
+    url = create_database(name)
+    environment = {
+        "ERASER_PROFILE": "test",
+        "ERASER_DATABASE_URL": url,
+        "ERASER_DATA_DIR": str(tmp_path_factory.mktemp("eraser-data")),
+        "ERASER_QUEUE_NAME": f"gpu-test-{suffix}",
+    }
+    previous = {key: os.environ.get(key) for key in environment}
+    os.environ.update(environment)
+    try:
+        migrate.upgrade(url)
+        yield url
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def db_engine(test_database_url: str) -> Iterator[Engine]:
+    engine = make_engine(test_database_url)
+    yield engine
+    engine.dispose()
+
+
+def _delete_all_rows(engine: Engine) -> None:
+    with engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(delete(table))
+
+
+@pytest.fixture
+def settings(test_database_url: str, db_engine: Engine) -> Iterator[Settings]:
+    """Settings of the test session (env), with every table emptied after the test."""
+    yield Settings()
+    _delete_all_rows(db_engine)
+
+
+@pytest.fixture
+def session_factory(settings: Settings, db_engine: Engine) -> sessionmaker[Session]:
+    return make_session_factory(db_engine)
+
+
+@pytest.fixture
+def db_session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
+    session = session_factory()
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
+@pytest.fixture
+def data_dir(settings: Settings) -> Path:
+    return settings.resolved_data_dir
