@@ -56,6 +56,22 @@ class Settings(BaseSettings):
     task_time_limit: int = Field(6 * 3600 + 1800, gt=0)
     visibility_timeout: int = Field(7 * 3600, gt=0)
 
+    # API limits (B1): every job body is checked against these, each violation a 422 naming the
+    # field. They bound what one request can make a GPU worker (or the database) do.
+    max_concepts: int = Field(8, ge=1)
+    max_concept_chars: int = Field(200, ge=1)
+    max_iterations: int = Field(10_000, ge=1)
+    max_sample_prompts: int = Field(16, ge=0)
+    max_prompt_chars: int = Field(300, ge=1)
+    max_metadata_entries: int = Field(32, ge=0)
+    max_metadata_chars: int = Field(500, ge=1)  # per key and per value
+    max_request_bytes: int = Field(64 * 1024, ge=1024)
+    page_size_default: int = Field(20, ge=1)
+    page_size_max: int = Field(100, ge=1)
+    # SSE: how often an open event stream polls the database, and how often it sends a keep-alive.
+    events_poll_seconds: float = Field(0.5, gt=0)
+    events_ping_seconds: float = Field(15, gt=0)
+
     @model_validator(mode="after")
     def _time_limits_nest(self) -> "Settings":
         if not self.task_soft_time_limit < self.task_time_limit < self.visibility_timeout:
