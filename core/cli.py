@@ -10,6 +10,8 @@ _SUBCOMMANDS: dict[str, str] = {
     "erase": "core.erasure.cli:erase",
     "apply": "core.erasure.cli:apply",
     "make-tiny-model": "core.erasure.cli:make_tiny_model",
+    "keys": "core.auth.cli:keys_cli",
+    "models": "core.registry:models_cli",
 }
 
 

@@ -1,0 +1,95 @@
+"""API keys: issue (shown once), look up by hash, list, revoke.
+
+A key is `ek_` + 43 url-safe characters of `secrets.token_urlsafe(32)` (256 random bits). Only its
+sha256 is stored (see `ApiKey.key_hash` for why a fast hash suffices) plus a short non-secret
+prefix for listing and revoking.
+"""
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from core.auth.models import ApiKey
+from core.db.types import utcnow
+
+KEY_SCHEME = "ek_"
+KEY_RANDOM_BYTES = 32
+PREFIX_LENGTH = len(KEY_SCHEME) + 8
+PRINCIPAL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,199}$")
+# Writing last_used_at on every request would turn each GET into a write; once a minute is
+# precise enough to tell live keys from dead ones.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class InvalidPrincipalError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key: str  # the secret: shown once, never stored
+    prefix: str
+    principal: str
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def create_key(session: Session, principal: str) -> IssuedKey:
+    if not PRINCIPAL_PATTERN.match(principal):
+        raise InvalidPrincipalError(
+            "a principal is 1-200 of letters, digits, '.', '_', '@', '-', starting alphanumeric"
+        )
+    key = KEY_SCHEME + secrets.token_urlsafe(KEY_RANDOM_BYTES)
+    prefix = key[:PREFIX_LENGTH]
+    session.add(ApiKey(principal=principal, prefix=prefix, key_hash=hash_key(key)))
+    session.flush()
+    return IssuedKey(key=key, prefix=prefix, principal=principal)
+
+
+def authenticate(session: Session, key: str) -> str | None:
+    """The principal of a live key, or None (unknown, malformed or revoked)."""
+    if not key.startswith(KEY_SCHEME):
+        return None
+    digest = hash_key(key)
+    record = session.scalars(
+        select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+    ).one_or_none()
+    # The indexed lookup already matched the hash; the constant-time compare keeps timing from
+    # telling anything should the lookup ever change to a prefix match.
+    if record is None or not hmac.compare_digest(record.key_hash, digest):
+        return None
+    now = utcnow()
+    if record.last_used_at is None or now - record.last_used_at > LAST_USED_RESOLUTION:
+        session.execute(
+            update(ApiKey)
+            .where(ApiKey.id == record.id)
+            .values(last_used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return record.principal
+
+
+def list_keys(session: Session, principal: str | None = None) -> list[ApiKey]:
+    query = select(ApiKey).order_by(ApiKey.principal, ApiKey.created_at)
+    if principal is not None:
+        query = query.where(ApiKey.principal == principal)
+    return list(session.scalars(query))
+
+
+def revoke_key(session: Session, prefix: str) -> bool:
+    """Revoke the live key with this prefix; False when there is none."""
+    result = session.execute(
+        update(ApiKey)
+        .where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))

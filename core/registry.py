@@ -1,0 +1,174 @@
+"""The operator's base models: jobs name one of these, never a path.
+
+Two sources, merged: `Settings.models` (environment, e.g. `ERASER_MODELS={"sd15": "/models/sd15"}`)
+and a registry file `<data_dir>/models.json` managed with `eraser models add|remove`. Settings
+win on a name clash, so a deployment's environment is the last word.
+
+The built-in `demo` model is the diffusers folder `core/assets/demo/` when it is shipped. Where it
+is not, the worker builds a tiny model once under `<data_dir>/models/demo` (the API cannot: it
+never imports torch), so `demo` is always submittable.
+"""
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import click
+
+from core.settings import Settings, get_settings
+
+DEMO_MODEL = "demo"
+BUNDLED_DEMO_DIR = Path(__file__).resolve().parent / "assets" / "demo"
+REGISTRY_FILE_NAME = "models.json"
+# Names appear in URLs, logs and job rows: keep them short and unambiguous.
+MODEL_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+class ModelSourceKind(StrEnum):
+    FOLDER = "folder"  # a diffusers pipeline folder on the worker's disk
+    HUB = "hub"  # a hub id, for workers that can reach the hub
+    GENERATED = "generated"  # the demo fallback, built by the worker on first use
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    source: str
+    kind: ModelSourceKind
+    # Whether this process can see the model. Folders live on workers, which may be other
+    # machines, so False here is a hint to the operator, not a reason to refuse a job.
+    available: bool
+
+
+class UnknownModelError(LookupError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown model {name!r}")
+        self.name = name
+
+
+class InvalidModelNameError(ValueError):
+    pass
+
+
+def demo_fallback_dir(settings: Settings) -> Path:
+    """Where the worker generates the demo model when none is bundled."""
+    return settings.resolved_data_dir / "models" / DEMO_MODEL
+
+
+def registry_file(settings: Settings) -> Path:
+    return settings.resolved_data_dir / REGISTRY_FILE_NAME
+
+
+def _looks_like_path(source: str) -> bool:
+    return source.startswith(("/", "./", "../", "~")) or Path(source).expanduser().exists()
+
+
+def _describe(name: str, source: str) -> RegisteredModel:
+    if _looks_like_path(source):
+        folder = Path(source).expanduser()
+        return RegisteredModel(
+            name, str(folder), ModelSourceKind.FOLDER, (folder / "model_index.json").is_file()
+        )
+    return RegisteredModel(name, source, ModelSourceKind.HUB, True)
+
+
+def _demo(settings: Settings) -> RegisteredModel:
+    if (BUNDLED_DEMO_DIR / "model_index.json").is_file():
+        return RegisteredModel(DEMO_MODEL, str(BUNDLED_DEMO_DIR), ModelSourceKind.FOLDER, True)
+    return RegisteredModel(
+        DEMO_MODEL, str(demo_fallback_dir(settings)), ModelSourceKind.GENERATED, True
+    )
+
+
+def _read_registry_file(settings: Settings) -> dict[str, str]:
+    path = registry_file(settings)
+    if not path.is_file():
+        return {}
+    entries = json.loads(path.read_text(encoding="utf-8"))
+    return {str(name): str(source) for name, source in entries.items()}
+
+
+def _write_registry_file(settings: Settings, entries: dict[str, str]) -> None:
+    path = registry_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # temp file + rename: a reader (the API) never sees a half-written registry
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, prefix=".models-", suffix=".tmp", delete=False, encoding="utf-8"
+    ) as handle:
+        json.dump(dict(sorted(entries.items())), handle, indent=2)
+        temporary = Path(handle.name)
+    os.replace(temporary, path)
+
+
+def list_models(settings: Settings) -> list[RegisteredModel]:
+    entries = {**_read_registry_file(settings), **settings.models}
+    models = {name: _describe(name, source) for name, source in entries.items()}
+    models.setdefault(DEMO_MODEL, _demo(settings))
+    return [models[name] for name in sorted(models)]
+
+
+def resolve_model(settings: Settings, name: str) -> RegisteredModel:
+    """The registered model called `name`, or UnknownModelError."""
+    for model in list_models(settings):
+        if model.name == name:
+            return model
+    raise UnknownModelError(name)
+
+
+def add_model(settings: Settings, name: str, source: str) -> RegisteredModel:
+    if not MODEL_NAME_PATTERN.match(name):
+        raise InvalidModelNameError(
+            f"model names are lowercase letters, digits, '.', '_' or '-' (≤64): {name!r}"
+        )
+    if _looks_like_path(source):
+        source = str(Path(source).expanduser().resolve())
+    entries = _read_registry_file(settings)
+    entries[name] = source
+    _write_registry_file(settings, entries)
+    return _describe(name, source)
+
+
+def remove_model(settings: Settings, name: str) -> bool:
+    entries = _read_registry_file(settings)
+    if entries.pop(name, None) is None:
+        return False
+    _write_registry_file(settings, entries)
+    return True
+
+
+@click.group("models")
+def models_cli() -> None:
+    """The base models jobs may name."""
+
+
+@models_cli.command("list")
+def list_command() -> None:
+    """Print every registered model: name, kind, availability here, source."""
+    for model in list_models(get_settings()):
+        availability = "available" if model.available else "missing-here"
+        click.echo(f"{model.name}\t{model.kind.value}\t{availability}\t{model.source}")
+
+
+@models_cli.command("add")
+@click.argument("name")
+@click.argument("source")
+def add_command(name: str, source: str) -> None:
+    """Register NAME as a diffusers folder or hub id SOURCE."""
+    try:
+        model = add_model(get_settings(), name, source)
+    except InvalidModelNameError as error:
+        raise click.BadParameter(str(error), param_hint="NAME") from error
+    click.echo(f"registered {model.name} -> {model.source} ({model.kind.value})")
+
+
+@models_cli.command("remove")
+@click.argument("name")
+def remove_command(name: str) -> None:
+    """Unregister NAME (from the registry file; names set in the environment stay)."""
+    if not remove_model(get_settings(), name):
+        raise click.ClickException(f"no model {name!r} in {registry_file(get_settings())}")
+    click.echo(f"removed {name}")
