@@ -1,0 +1,37 @@
+"""What one app instance holds: its settings, database, artifact store and metrics.
+
+Kept on `app.state` rather than in module globals so that several apps (tests, one per database)
+live side by side in one process.
+"""
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.artifacts import ArtifactStore, get_store
+from core.db import migrate
+from core.db.session import engine_from_settings, make_session_factory
+from core.settings import Settings
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    store: ArtifactStore
+    head_revisions: set[str]
+    metrics_registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "AppContext":
+        engine = engine_from_settings(settings)
+        return cls(
+            settings=settings,
+            engine=engine,
+            session_factory=make_session_factory(engine),
+            store=get_store(settings),
+            head_revisions=migrate.head_revisions(settings.sqlalchemy_url),
+        )

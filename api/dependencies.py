@@ -1,0 +1,69 @@
+"""Per-request dependencies: the app context, a database session that commits at the edge, the
+caller's principal from a bearer key, and the JSON media-type check."""
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from api.context import AppContext
+from api.problems import ApiProblem
+from core.auth.keys import authenticate
+from core.settings import Settings
+
+_bearer = HTTPBearer(auto_error=False, description="An API key from `eraser keys create`.")
+
+
+def get_context(request: Request) -> AppContext:
+    context: AppContext = request.app.state.context
+    return context
+
+
+def get_settings(context: Annotated[AppContext, Depends(get_context)]) -> Settings:
+    return context.settings
+
+
+def _session(context: Annotated[AppContext, Depends(get_context)]) -> Iterator[Session]:
+    """One session per request, committed when the route returns without error.
+
+    scope="function": the commit happens before the response is sent, so a client that gets
+    a 200 can rely on the write being visible to its next request.
+    """
+    session = context.session_factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+DbSession = Annotated[Session, Depends(_session, scope="function")]
+
+
+def _principal(
+    session: DbSession,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    unauthorized = {"WWW-Authenticate": 'Bearer realm="eraser"'}
+    if credentials is None:
+        raise ApiProblem(401, "unauthorized", "missing bearer API key", headers=unauthorized)
+    principal = authenticate(session, credentials.credentials)
+    if principal is None:
+        raise ApiProblem(401, "unauthorized", "unknown or revoked API key", headers=unauthorized)
+    return principal
+
+
+Principal = Annotated[str, Depends(_principal)]
+Context = Annotated[AppContext, Depends(get_context)]
+
+
+def require_json(request: Request) -> None:
+    """415 for a body that is not JSON, instead of a confusing validation error."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise ApiProblem(415, "unsupported-media-type", "send the body as application/json")

@@ -1,0 +1,156 @@
+"""/v1/jobs: create (idempotent), get (ETag), list (filters, cursor), cancel."""
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from api.dependencies import Context, DbSession, Principal, require_json
+from api.problems import ApiProblem, problems
+from core.hyperparameters import Method
+from core.jobs import service
+from core.jobs.errors import FieldError
+from core.jobs.schemas import JobCreate, JobPage, JobView
+from core.jobs.status import JobStatus
+from core.queue import enqueue_job
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+IDEMPOTENCY_KEY_MAX_CHARS = 255
+
+
+def _etag(body: dict[str, Any]) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return '"' + hashlib.sha256(canonical.encode()).hexdigest()[:32] + '"'
+
+
+def _job_location(request: Request, job_id: str) -> str:
+    return str(request.app.url_path_for("get_job", job_id=job_id))
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobView,
+    dependencies=[Depends(require_json)],
+    responses=problems(400, 401, 409, 413, 415, 422),
+    summary="Submit an erasure job",
+)
+def create_job(
+    request: Request,
+    body: JobCreate,
+    principal: Principal,
+    context: Context,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=IDEMPOTENCY_KEY_MAX_CHARS,
+            description="Retry-safe submission: the same key and body return the first response.",
+        ),
+    ] = None,
+) -> JSONResponse:
+    if idempotency_key is not None and not idempotency_key.strip():
+        raise ApiProblem(
+            422,
+            "validation-error",
+            "Idempotency-Key must not be blank",
+            errors=[FieldError(("header", "idempotency-key"), "must not be blank", "value_error")],
+        )
+    created = service.create_job(
+        context.session_factory,
+        context.settings,
+        principal,
+        body,
+        idempotency_key=idempotency_key,
+        enqueue=lambda job_id: enqueue_job(context.settings, job_id),
+    )
+    headers = {"Location": _job_location(request, created.job_id)}
+    if created.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(created.body, status_code=created.status_code, headers=headers)
+
+
+@router.get(
+    "/{job_id}",
+    response_model=JobView,
+    responses=problems(
+        401, 404, also={304: {"description": "Not modified (If-None-Match matched the ETag)"}}
+    ),
+    summary="A job: status, progress with ETA, error, result",
+)
+def get_job(
+    job_id: str,
+    principal: Principal,
+    session: DbSession,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    body = JobView.of(service.get_job(session, principal, job_id)).model_dump(mode="json")
+    etag = _etag(body)
+    if if_none_match is not None and etag in {tag.strip() for tag in if_none_match.split(",")}:
+        return Response(status_code=304, headers={"ETag": etag})
+    return JSONResponse(body, headers={"ETag": etag, "Cache-Control": "no-cache"})
+
+
+@router.get(
+    "",
+    response_model=JobPage,
+    responses=problems(401, 422),
+    summary="The caller's jobs, newest first",
+)
+def list_jobs(
+    principal: Principal,
+    session: DbSession,
+    context: Context,
+    status: Annotated[list[JobStatus] | None, Query(description="Any of these states.")] = None,
+    method: Method | None = None,
+    created_after: Annotated[datetime | None, Query(description="Inclusive, ISO 8601.")] = None,
+    created_before: Annotated[datetime | None, Query(description="Exclusive, ISO 8601.")] = None,
+    limit: Annotated[int | None, Query(ge=1, description="Page size.")] = None,
+    after: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+) -> JobPage:
+    settings = context.settings
+    if limit is not None and limit > settings.page_size_max:
+        raise ApiProblem(
+            422,
+            "validation-error",
+            f"limit is at most {settings.page_size_max}",
+            errors=[FieldError(("query", "limit"), f"at most {settings.page_size_max}", "limit")],
+        )
+    for name, value in (("created_after", created_after), ("created_before", created_before)):
+        if value is not None and value.tzinfo is None:
+            raise ApiProblem(
+                422,
+                "validation-error",
+                f"{name} needs a timezone offset (e.g. Z)",
+                errors=[FieldError(("query", name), "needs a timezone offset", "timezone")],
+            )
+    page = service.list_jobs(
+        session,
+        principal,
+        service.JobFilter(
+            statuses=status or (),
+            method=method,
+            created_after=created_after,
+            created_before=created_before,
+        ),
+        limit=limit or settings.page_size_default,
+        after=after,
+    )
+    return JobPage(
+        items=[JobView.of(job) for job in page.items],
+        has_more=page.has_more,
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobView,
+    responses=problems(401, 404, 409),
+    summary="Cancel a job (idempotent; running jobs stop at the next step boundary)",
+)
+def cancel_job(job_id: str, principal: Principal, session: DbSession) -> JobView:
+    return JobView.of(service.cancel_job(session, principal, job_id))
