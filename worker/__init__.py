@@ -1,0 +1,1 @@
+"""Celery GPU workers: the app, the job task, the lease heartbeat and the reaper."""
