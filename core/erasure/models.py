@@ -1,0 +1,126 @@
+"""Loading the base model: pipeline parts, device, precision, content hash, typed errors."""
+
+import contextlib
+import hashlib
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+from core.erasure.types import ErasureError, ModelNotFoundError, OutOfMemoryError
+from core.hyperparameters import Precision
+
+_AUTOCAST_DTYPES = {Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}
+_HASH_CHUNK_BYTES = 1 << 20
+
+
+@dataclass
+class BaseModel:
+    """The loaded base pipeline and where it came from."""
+
+    # diffusers registers pipeline parts as dynamic attributes, which type checkers cannot see
+    pipeline: Any  # StableDiffusionPipeline
+    scheduler: Any  # DDIMScheduler  # the schedule the x_t sampler and x̂0 use (ᾱ per timestep)
+    folder: Path  # local folder holding the files (a hub snapshot for hub ids)
+    model_id: str  # as the user gave it
+    content_hash: str  # sha256 over every file of the folder, names included
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' is CUDA when present, else CPU; anything else is passed to torch."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ErasureError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ErasureError(f"device {device!r} requested but CUDA is not available here")
+    return resolved
+
+
+def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager[None]:
+    """Mixed precision for forward passes; parameters and optimizer states stay fp32."""
+    if precision is Precision.FP32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=_AUTOCAST_DTYPES[precision])
+
+
+def local_folder(model: str) -> Path:
+    """The folder holding `model`: itself if it is a directory, else a hub snapshot."""
+    path = Path(model).expanduser()
+    if path.exists():
+        if not (path / "model_index.json").is_file():
+            raise ModelNotFoundError(
+                f"{model!r} is not a diffusers pipeline folder (no model_index.json in it)"
+            )
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model, allow_patterns=["*.json", "*.txt", "*.safetensors"]))
+    except Exception as error:  # any hub failure means: we cannot get this model
+        raise ModelNotFoundError(
+            f"model {model!r} is neither a local diffusers folder nor a reachable hub id "
+            f"({type(error).__name__}); pass the path of a folder written by save_pretrained"
+        ) from error
+
+
+def content_hash(folder: Path) -> str:
+    """sha256 of the folder's files (relative names and bytes), so caches and manifests name
+    the exact weights a run used, not a path that may later hold something else."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(folder).as_posix().encode() + b"\0")
+        with file.open("rb") as handle:
+            while chunk := handle.read(_HASH_CHUNK_BYTES):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_base_model(model: str, device: torch.device) -> BaseModel:
+    """Load the pipeline in fp32 on `device`, every weight frozen (training unfreezes a subset)."""
+    folder = local_folder(model)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pipeline = StableDiffusionPipeline.from_pretrained(
+                folder,
+                torch_dtype=torch.float32,
+                safety_checker=None,
+                requires_safety_checker=False,
+            )
+    except (OSError, ValueError) as error:
+        raise ModelNotFoundError(
+            f"cannot load a Stable Diffusion pipeline from {model!r}: {error}"
+        ) from error
+    pipeline.set_progress_bar_config(disable=True)
+    scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
+    if scheduler.config.prediction_type != "epsilon":
+        raise ErasureError(
+            f"{model!r} predicts {scheduler.config.prediction_type!r}; "
+            "only epsilon-prediction models (SD 1.x style) are supported"
+        )
+    pipeline.scheduler = scheduler
+    with translate_oom(device):
+        pipeline.to(device)
+    for module in (pipeline.unet, pipeline.text_encoder, pipeline.vae):
+        module.requires_grad_(False)
+        module.eval()
+    return BaseModel(pipeline, scheduler, folder, model, content_hash(folder))
+
+
+@contextlib.contextmanager
+def translate_oom(device: torch.device) -> Iterator[None]:
+    """Turn torch's out-of-memory into the engine's typed error with advice a user can act on."""
+    try:
+        yield
+    except torch.OutOfMemoryError as error:
+        raise OutOfMemoryError(
+            f"out of memory on {device}: try train_method xattn, precision bf16, "
+            f"a smaller vocabulary_size, or a device with more memory ({error})"
+        ) from error

@@ -1,0 +1,234 @@
+"""The AP training loop (algorithm.md §4); ESD is the same loop without preservation or adversary.
+
+One *update* is one UNet step followed by `adversary_steps` adversary steps. Every step draws
+fresh c, k, t, x_T and Gumbel noise from the run's own generator, so the whole run is a function
+of the seed and resumes bit-for-bit from a checkpoint.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from core.erasure.adversary import Adversary
+from core.erasure.losses import (
+    adversary_loss,
+    erasure_loss,
+    erasure_target,
+    in_loss_space,
+    preservation_loss,
+)
+from core.erasure.models import autocast
+from core.erasure.parameters import TrainedSubset
+from core.erasure.sampling import DdimGrid, sample_to_index
+from core.hyperparameters import Hyperparameters, Method, Precision
+
+
+@dataclass
+class TrainingSetup:
+    """Everything the loop reads; built once per run by the runner."""
+
+    unet: nn.Module
+    subset: TrainedSubset
+    grid: DdimGrid
+    hyperparameters: Hyperparameters
+    method: Method
+    device: torch.device
+    precision: Precision
+    concepts: list[str]
+    concept_embeddings: list[torch.Tensor]  # E(c), each [1, L, D]
+    empty_embedding: torch.Tensor  # e_∅ = E(""), [1, L, D]
+    adversaries: list[Adversary]  # one π_c per erased concept (AP); empty for ESD
+    latent_shape: tuple[int, ...]  # [1, C, H, W] of x_T
+
+
+@dataclass(frozen=True)
+class Draw:
+    """The randomness of one step: erased concept c, DDIM index k, timestep t, start noise x_T."""
+
+    concept: int
+    k: int
+    t: int
+    x_T: torch.Tensor
+
+
+class Trainer:
+    """θ' and π, their optimizers, the run's generator, and the log of completed updates."""
+
+    def __init__(self, setup: TrainingSetup, seed: int) -> None:
+        self.setup = setup
+        h = setup.hyperparameters
+        self.generator = torch.Generator().manual_seed(seed)
+        self.optimizer = torch.optim.Adam(setup.subset.trainable(), lr=h.lr)
+        self.adversary_optimizer = (
+            torch.optim.Adam([a.logits for a in setup.adversaries], lr=h.adversary_lr)
+            if setup.adversaries
+            else None
+        )
+        self.step = 0
+        self.log: list[dict[str, Any]] = []
+        self.elapsed_before_s = 0.0  # training time spent before a resume
+
+    # ---- the two networks -------------------------------------------------------------------
+    def live_eps(self, z: torch.Tensor, t: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """ε_θ'(z, t, e) with the live (fine-tuned) UNet."""
+        with autocast(self.setup.device, self.setup.precision):
+            return self.setup.unet(z, t, encoder_hidden_states=e).sample.float()
+
+    @torch.no_grad()
+    def frozen_eps(self, z: torch.Tensor, t: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """ε_θ(z, t, e) with the frozen base values of the trained subset swapped in."""
+        with autocast(self.setup.device, self.setup.precision):
+            return self.setup.subset.frozen_forward(z, t, encoder_hidden_states=e).sample.float()
+
+    # ---- randomness ---------------------------------------------------------------------------
+    def _randint(self, high: int) -> int:
+        return int(torch.randint(high, (1,), generator=self.generator))
+
+    def draw(self) -> Draw:
+        """c ~ U(erased), k ~ U{0..S−1}, t ~ U{τ_k .. τ_k + T/S − 1}, x_T ~ N(0, I)."""
+        grid = self.setup.grid
+        concept = self._randint(len(self.setup.concepts))
+        k = self._randint(grid.steps)
+        t = grid.timestep(k) + self._randint(grid.stride)
+        x_T = torch.randn(self.setup.latent_shape, generator=self.generator)
+        return Draw(concept, k, t, x_T.to(self.setup.device))
+
+    def _timesteps(self, t: int, batch: int) -> torch.Tensor:
+        return torch.full((batch,), t, device=self.setup.device)
+
+    def _sample(self, draw: Draw, cond: torch.Tensor) -> torch.Tensor:
+        """z (one per prompt in `cond`) at the noise level of index k, by the CURRENT θ'."""
+        h = self.setup.hyperparameters
+        return sample_to_index(
+            self.live_eps,
+            draw.x_T,
+            cond,
+            self.setup.empty_embedding,
+            h.start_guidance,
+            self.setup.grid,
+            draw.k,
+        )
+
+    # ---- the two kinds of step ----------------------------------------------------------------
+    def unet_step(self) -> dict[str, Any]:
+        """Minimise MSE(g_c, f_∅ − η(f_c − f_∅)) + λ·MSE(g_a, f_a) over θ' only."""
+        s, h = self.setup, self.setup.hyperparameters
+        draw = self.draw()
+        e_c, e_empty = s.concept_embeddings[draw.concept], s.empty_embedding
+        record: dict[str, Any] = {"concept": s.concepts[draw.concept], "k": draw.k, "t": draw.t}
+        cond = e_c
+        if s.adversaries:
+            adversary = s.adversaries[draw.concept]
+            y, index = adversary.sample(h.gumbel_temperature, self.generator)
+            # a sample of π_c, not its argmax; detached: this step trains θ' only
+            e_a = adversary.embedding(y, e_c.shape[1:]).detach()
+            cond = torch.cat([e_c, e_a])
+            record["adversarial_concept"] = adversary.candidates.words[index]
+        z_all = self._sample(draw, cond)  # [z] or [z, z_a]
+        z = z_all[:1]
+        alpha = s.grid.alpha_bar(s.grid.timestep(draw.k))
+
+        frozen_z = torch.cat([z, z_all])  # [z, z] or [z, z, z_a]
+        frozen_e = torch.cat([e_empty, cond])
+        f = self.frozen_eps(frozen_z, self._timesteps(draw.t, len(frozen_z)), frozen_e)
+        f = in_loss_space(f, frozen_z, alpha, h.loss_space)
+        g = self.live_eps(z_all, self._timesteps(draw.t, len(z_all)), cond)
+        g = in_loss_space(g, z_all, alpha, h.loss_space)
+
+        erase = erasure_loss(g[:1], erasure_target(f[:1], f[1:2], h.negative_guidance))
+        loss = erase
+        if s.adversaries:
+            preserve = preservation_loss(g[1:], f[2:])
+            loss = erase + h.preservation_weight * preserve
+            record["preserve"] = float(preserve.detach())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        record.update(erase=float(erase.detach()), loss=float(loss.detach()))
+        return record
+
+    def adversary_step(self) -> float:
+        """Minimise −MSE(g_a, f_a) over π_c only; z_a and f_a carry no gradient, so π is reached
+        only through e_a entering θ'. No erasure branch is computed."""
+        s, h = self.setup, self.setup.hyperparameters
+        assert self.adversary_optimizer is not None
+        draw = self.draw()
+        adversary = s.adversaries[draw.concept]
+        y, _ = adversary.sample(h.gumbel_temperature, self.generator)
+        e_a = adversary.embedding(y, s.empty_embedding.shape[1:])
+        z_a = self._sample(draw, e_a.detach())
+        timesteps = self._timesteps(draw.t, 1)
+        alpha = s.grid.alpha_bar(s.grid.timestep(draw.k))
+        f_a = in_loss_space(self.frozen_eps(z_a, timesteps, e_a.detach()), z_a, alpha, h.loss_space)
+        with s.subset.without_gradients():
+            g_a = in_loss_space(self.live_eps(z_a, timesteps, e_a), z_a, alpha, h.loss_space)
+        loss = adversary_loss(g_a, f_a)
+        self.adversary_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.adversary_optimizer.step()
+        s.subset.zero_grad()
+        return float(loss.detach())
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def train(
+        self,
+        total: int,
+        should_cancel: Callable[[], bool],
+        after_update: Callable[[dict[str, Any]], None],
+    ) -> bool:
+        """Run updates until `total`; False if cancelled. `should_cancel` is polled before every
+        step (UNet or adversary); `after_update` gets each completed update's log record."""
+        started = time.perf_counter()
+        h = self.setup.hyperparameters
+        while self.step < total:
+            if should_cancel():
+                return False
+            record = self.unet_step()
+            adversary_losses = []
+            for _ in range(h.adversary_steps if self.setup.adversaries else 0):
+                if should_cancel():
+                    return False
+                adversary_losses.append(self.adversary_step())
+            if adversary_losses:
+                record["adversary"] = sum(adversary_losses) / len(adversary_losses)
+            self.step += 1
+            record["step"] = self.step
+            record["elapsed_s"] = self.elapsed_before_s + time.perf_counter() - started
+            self.log.append(record)
+            after_update(record)
+        return True
+
+    # ---- checkpoint state ---------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything but θ' (saved separately as safetensors) needed to continue bit-for-bit."""
+        return {
+            "step": self.step,
+            "generator": self.generator.get_state(),
+            "optimizer": self.optimizer.state_dict(),
+            "adversary_optimizer": (
+                self.adversary_optimizer.state_dict() if self.adversary_optimizer else None
+            ),
+            "logits": [a.logits.detach().cpu() for a in self.setup.adversaries],
+            "draws": [list(a.draws) for a in self.setup.adversaries],
+            "log": self.log,
+            "elapsed_s": self.log[-1]["elapsed_s"] if self.log else 0.0,
+        }
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.generator.set_state(state["generator"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.adversary_optimizer is not None:
+            self.adversary_optimizer.load_state_dict(state["adversary_optimizer"])
+        for adversary, logits, draws in zip(
+            self.setup.adversaries, state["logits"], state["draws"], strict=True
+        ):
+            adversary.logits.copy_(logits)
+            adversary.draws[:] = draws
+        self.log = list(state["log"])
+        self.elapsed_before_s = float(state["elapsed_s"])
