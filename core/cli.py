@@ -12,6 +12,7 @@ _SUBCOMMANDS: dict[str, str] = {
     "make-tiny-model": "core.erasure.cli:make_tiny_model",
     "keys": "core.auth.cli:keys_cli",
     "models": "core.registry:models_cli",
+    "toyworld": "core.toyworld.cli:toyworld",
 }
 
 
