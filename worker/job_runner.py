@@ -167,7 +167,7 @@ class JobRunner:
             return RunOutcome.LEASE_LOST
         published: list[StoredArtifact] = []
         try:
-            for name in result.outputs:
+            for name in _output_files(result.out_dir, result.outputs):
                 published.append(
                     self._store.put(
                         job_id, name, result.out_dir / name, publication=attempt.publication
@@ -250,6 +250,23 @@ class _ThrottledProgress:
         )
         with session_scope(self._sessions) as session:
             lifecycle.record_progress(session, self._job_id, self._owner, update)
+
+
+def _output_files(out_dir: Path, outputs: list[str]) -> list[str]:
+    """Artifact names: the engine lists files and folders (e.g. `unet`); a folder is published
+    file by file under its relative POSIX path (`unet/config.json`)."""
+    names: list[str] = []
+    for output in outputs:
+        path = out_dir / output
+        if path.is_dir():
+            names.extend(
+                child.relative_to(out_dir).as_posix()
+                for child in sorted(path.rglob("*"))
+                if child.is_file()
+            )
+        else:
+            names.append(output)
+    return names
 
 
 def _result_summary(result: "ErasureResult") -> dict[str, Any]:
