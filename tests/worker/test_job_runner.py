@@ -5,9 +5,9 @@ import hashlib
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import FAST_HYPERPARAMETERS
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -16,6 +16,16 @@ from core.db.session import session_scope
 from core.jobs.models import Artifact, Job, JobEvent
 from core.settings import Settings
 from worker.job_runner import JobRunner, RunOutcome, work_dir
+
+# Few updates, a 4-step DDIM sampler and a small candidate set: every code path of a real AP run,
+# in seconds. Checkpoints every 5 updates give resume something to find.
+FAST_HYPERPARAMETERS: dict[str, Any] = {
+    "iterations": 20,
+    "ddim_steps": 4,
+    "k_closest": 50,
+    "num_centers": 5,
+    "vocabulary_size": 200,
+}
 
 
 @pytest.fixture
