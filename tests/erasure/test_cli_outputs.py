@@ -1,0 +1,131 @@
+"""Must show 1: the documented CLI run on the tiny model writes every output, within a minute;
+`eraser apply` of the delta rebuilds exactly the saved UNet, and that pipeline generates images."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+from PIL import Image
+from safetensors.torch import load_file
+
+from core.cli import main
+from core.erasure.outputs import DEFAULT_CONTROL_PROMPTS, GRID_ADVERSARIAL_ROWS
+from core.erasure.parameters import trained_parameter_names
+from core.hyperparameters import Hyperparameters, TrainMethod
+
+EXPECTED = {
+    "delta.safetensors",
+    "unet",
+    "manifest.json",
+    "adversarial_concepts.json",
+    "training_log.jsonl",
+    "samples.png",
+}
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, float]:
+    """`eraser make-tiny-model m && eraser erase --model m --concept "a cat" --method ap
+    --iterations 10 --out o`, as a user types it (default hyperparameters otherwise)."""
+    root = tmp_path_factory.mktemp("cli")
+    runner = CliRunner()
+    started = time.perf_counter()
+    made = runner.invoke(main, ["make-tiny-model", str(root / "m")])
+    assert made.exit_code == 0, made.output
+    args = ["--model", str(root / "m"), "--concept", "a cat", "--method", "ap"]
+    erased = runner.invoke(main, ["erase", *args, "--iterations", "10", "--out", str(root / "o")])
+    assert erased.exit_code == 0, erased.output
+    assert "[10/10]" in erased.output and "succeeded" in erased.output
+    return root / "m", root / "o", time.perf_counter() - started
+
+
+def test_cli_run_is_fast_and_writes_every_output(cli_run: tuple[Path, Path, float]) -> None:
+    _, out, seconds = cli_run
+    assert seconds < 60
+    assert {p.name for p in out.iterdir()} >= EXPECTED
+    assert not [p for p in out.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_manifest_records_the_run(cli_run: tuple[Path, Path, float]) -> None:
+    model, out, _ = cli_run
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["base_model"]["id"] == str(model)
+    assert len(manifest["base_model"]["content_hash"]) == 64
+    assert manifest["method"] == "ap" and manifest["train_method"] == "xattn"
+    expected = Hyperparameters(iterations=10).model_dump(mode="json")
+    assert manifest["hyperparameters"] == expected
+    assert manifest["seed"] == 0 and manifest["device"] == "cpu"
+    assert {"torch", "diffusers", "transformers"} <= set(manifest["libraries"])
+    assert manifest["wall_time_s"] > 0
+    assert {"erase", "preserve", "adversary", "loss"} <= set(manifest["final_losses"])
+
+
+def test_delta_holds_only_the_trained_subset(cli_run: tuple[Path, Path, float]) -> None:
+    _, out, _ = cli_run
+    delta = load_file(out / "delta.safetensors")
+    unet = UNet2DConditionModel.from_pretrained(out / "unet")
+    assert sorted(delta) == sorted(trained_parameter_names(unet, TrainMethod.XATTN))
+    saved = dict(unet.named_parameters())
+    assert all(torch.equal(delta[name], saved[name]) for name in delta)
+
+
+def test_adversarial_report_and_log(cli_run: tuple[Path, Path, float]) -> None:
+    _, out, _ = cli_run
+    report = json.loads((out / "adversarial_concepts.json").read_text())
+    assert list(report) == ["a cat"]
+    candidates = report["a cat"]["candidates"]
+    assert candidates and all(
+        set(c) == {"word", "distance", "probability", "draws"} for c in candidates
+    )
+    # one draw per UNet step and per adversary step (default: one of each per update)
+    assert sum(c["draws"] for c in candidates) == 20
+    assert abs(sum(c["probability"] for c in candidates) - 1) < 1e-5
+    top = report["a cat"]["top"]
+    assert len(top) == min(10, len(candidates))
+    assert [t["probability"] for t in top] == sorted((t["probability"] for t in top), reverse=True)
+    log = [json.loads(line) for line in (out / "training_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 11))
+    assert all(r["adversarial_concept"] in {c["word"] for c in candidates} for r in log)
+
+
+def test_sample_grid_is_base_left_erased_right(cli_run: tuple[Path, Path, float]) -> None:
+    _, out, _ = cli_run
+    grid = Image.open(out / "samples.png")
+    rows = 1 + GRID_ADVERSARIAL_ROWS + len(DEFAULT_CONTROL_PROMPTS)
+    assert grid.height == rows * 32  # tiny model: 32×32 images
+    left = grid.crop((grid.width - 64, 0, grid.width - 32, grid.height))
+    right = grid.crop((grid.width - 32, 0, grid.width, grid.height))
+    assert left.tobytes() != right.tobytes()  # the erased model draws something else
+
+
+def test_apply_rebuilds_the_saved_unet_and_generates(
+    cli_run: tuple[Path, Path, float], tmp_path: Path
+) -> None:
+    model, out, _ = cli_run
+    result = CliRunner().invoke(
+        main,
+        [
+            "apply",
+            "--model",
+            str(model),
+            "--delta",
+            str(out / "delta.safetensors"),
+            "--out",
+            str(tmp_path / "p"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    applied = load_file(tmp_path / "p" / "unet" / "diffusion_pytorch_model.safetensors")
+    saved = load_file(out / "unet" / "diffusion_pytorch_model.safetensors")
+    assert applied.keys() == saved.keys()
+    assert all(torch.equal(applied[k], saved[k]) for k in saved)
+    base = load_file(model / "unet" / "diffusion_pytorch_model.safetensors")
+    assert not all(torch.equal(applied[k], base[k]) for k in base)
+
+    pipeline = StableDiffusionPipeline.from_pretrained(tmp_path / "p", safety_checker=None)
+    image = pipeline("a cat", num_inference_steps=2, output_type="pil").images[0]
+    assert image.size == (32, 32)
