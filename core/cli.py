@@ -13,6 +13,7 @@ _SUBCOMMANDS: dict[str, str] = {
     "keys": "core.auth.cli:keys_cli",
     "models": "core.registry:models_cli",
     "toyworld": "core.toyworld.cli:toyworld",
+    "serve": "core.local:serve",
 }
 
 

@@ -1,0 +1,208 @@
+"""`eraser serve`: the whole service on one machine, no Docker, one command.
+
+Profile `local`: a SQLite file (WAL) and Celery's filesystem broker under the data dir
+(`ERASER_DATA_DIR`, default `./var`), the schema migrated on start, then two children supervised
+by this process: the API (uvicorn) and one real Celery worker (which also runs the reaper). It is
+the same code and the same migrations as the compose stack, only the backends differ.
+
+Ctrl-C or SIGTERM stops both: the API at once, the worker with a grace period after which a
+running job is interrupted. Nothing is lost by that: the job's lease lapses and, on the next
+start, the reaper requeues it and the worker resumes it from its newest checkpoint.
+
+The children run with the broker folder as their working directory: kombu's filesystem transport
+keeps its exchange tables in a folder relative to the working directory, which must be the same
+for the API (publisher) and the worker (consumer), and should not litter the user's directory.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import httpx
+
+from core.db import migrate
+from core.settings import Profile, Settings
+
+_POLL_SECONDS = 0.2
+_API_START_TIMEOUT_SECONDS = 60
+
+
+@dataclass
+class _Child:
+    name: str
+    process: subprocess.Popen[bytes]
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def signal(self, number: signal.Signals) -> None:
+        if self.running():
+            os.killpg(self.process.pid, number)
+
+    def wait(self, timeout: float) -> bool:
+        try:
+            self.process.wait(timeout=timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+
+@dataclass
+class LocalStack:
+    """The API and one worker as child processes of this one, sharing one environment."""
+
+    host: str
+    port: int
+    data_dir: Path
+    shutdown_grace_seconds: float = 10.0
+    log_level: str = "info"
+    echo: Callable[[str], None] = click.echo
+    _children: list[_Child] = field(default_factory=list)
+    _stopping: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def environment(self) -> dict[str, str]:
+        return local_environment(self.data_dir)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def settings(self) -> Settings:
+        return Settings(profile=Profile.LOCAL, data_dir=self.data_dir)
+
+    def prepare(self) -> Settings:
+        """Folders, then the database schema at head (idempotent)."""
+        settings = self.settings()
+        broker = self.broker_dir(settings)
+        broker.mkdir(parents=True, exist_ok=True)
+        migrate.upgrade(settings.sqlalchemy_url)
+        return settings
+
+    @staticmethod
+    def broker_dir(settings: Settings) -> Path:
+        return settings.resolved_data_dir / "broker"
+
+    def run(self) -> int:
+        """Start everything, block until Ctrl-C/SIGTERM or a child dies; returns an exit code."""
+        settings = self.prepare()
+        previous = {
+            number: signal.signal(number, lambda *_: self._stopping.set())
+            for number in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            self._start(settings)
+            self._wait_for_api()
+            self.echo(
+                f"eraser: API on {self.base_url} (docs {self.base_url}/docs), one worker, "
+                f"data in {settings.resolved_data_dir}. Ctrl-C to stop."
+            )
+            while not self._stopping.is_set():
+                dead = [child for child in self._children if not child.running()]
+                if dead:
+                    self.echo(f"eraser: {dead[0].name} exited ({dead[0].process.returncode})")
+                    return 1
+                self._stopping.wait(_POLL_SECONDS)
+            return 0
+        finally:
+            self.stop()
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+    def stop(self) -> None:
+        """API first (no new jobs), then the worker: warm shutdown, then cold, then SIGKILL."""
+        for name in ("api", "worker"):
+            for child in self._children:
+                if child.name != name or not child.running():
+                    continue
+                child.signal(signal.SIGTERM)
+                if child.wait(self.shutdown_grace_seconds):
+                    continue
+                child.signal(signal.SIGQUIT)  # Celery: cold shutdown, the job is interrupted
+                if not child.wait(5):
+                    child.signal(signal.SIGKILL)
+                    child.wait(5)
+        self._children.clear()
+        self.echo("eraser: stopped")
+
+    def _start(self, settings: Settings) -> None:
+        worker = [
+            "-m", "celery", "-A", "worker.celery_app", "worker",
+            f"--loglevel={self.log_level.upper()}", "-n", "local@%h", "-Q", settings.queue_name,
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+        ]  # fmt: skip
+        api = [
+            "-m", "uvicorn", "--factory", "api.app:create_app",
+            "--host", self.host, "--port", str(self.port), "--log-level", self.log_level,
+        ]  # fmt: skip
+        self._spawn("worker", worker, settings)
+        self._spawn("api", api, settings)
+
+    def _spawn(self, name: str, arguments: Sequence[str], settings: Settings) -> None:
+        process = subprocess.Popen(
+            [sys.executable, *arguments],
+            cwd=self.broker_dir(settings),
+            env=self.environment,
+            # Own process group: Ctrl-C reaches this supervisor only, which stops the children
+            # in order (API before worker) instead of all at once.
+            start_new_session=True,
+        )
+        self._children.append(_Child(name, process))
+
+    def _wait_for_api(self) -> None:
+        deadline = time.monotonic() + _API_START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline and not self._stopping.is_set():
+            if not all(child.running() for child in self._children):
+                raise click.ClickException("a child process exited during start-up")
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(_POLL_SECONDS)
+        if not self._stopping.is_set():
+            raise click.ClickException(f"the API did not answer on {self.base_url}")
+
+
+def local_environment(data_dir: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a local-profile process (for scripts that talk to `eraser serve`)."""
+    return {
+        **(base if base is not None else os.environ),
+        "ERASER_PROFILE": Profile.LOCAL.value,
+        "ERASER_DATA_DIR": str(data_dir.resolve()),
+    }
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface of the API.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port of the API.")
+@click.option(
+    "--shutdown-grace",
+    default=10.0,
+    show_default=True,
+    type=float,
+    help="Seconds a running job gets to finish on Ctrl-C before it is interrupted "
+    "(it resumes from its last checkpoint on the next start).",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Log level of the API and the worker.",
+)
+def serve(host: str, port: int, shutdown_grace: float, log_level: str) -> None:
+    """Run the API and one worker on this machine (SQLite, filesystem broker, data in
+    ERASER_DATA_DIR, default ./var) until Ctrl-C."""
+    data_dir = Settings(profile=Profile.LOCAL).resolved_data_dir  # ERASER_DATA_DIR or ./var
+    stack = LocalStack(
+        host, port, data_dir, shutdown_grace_seconds=shutdown_grace, log_level=log_level
+    )
+    sys.exit(stack.run())
