@@ -130,10 +130,18 @@ def erase(**options: Any) -> None:
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 def apply(model: str, delta: Path, out: Path) -> None:
     """Write base model + delta.safetensors as an erased diffusers pipeline folder."""
-    from core.erasure.apply import apply_delta
+    from core.erasure.apply import apply_delta, delta_base_hash
+    from core.erasure.models import content_hash, local_folder
 
     try:
         click.echo(apply_delta(model, delta, out))
+        trained_on = delta_base_hash(delta)
+        if trained_on and trained_on != content_hash(local_folder(model)):
+            click.echo(
+                "warning: the delta was trained on a base model with other files "
+                f"(content hash {trained_on[:12]}…); check that this is the intended base",
+                err=True,
+            )
     except ErasureError as error:
         raise click.ClickException(f"{error.code}: {error.message}") from error
 

@@ -16,6 +16,7 @@ from core.hyperparameters import Precision
 
 _AUTOCAST_DTYPES = {Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}
 _HASH_CHUNK_BYTES = 1 << 20
+_CPU_OOM_MESSAGE = "can't allocate memory"
 
 
 @dataclass
@@ -117,10 +118,15 @@ def load_base_model(model: str, device: torch.device) -> BaseModel:
 @contextlib.contextmanager
 def translate_oom(device: torch.device) -> Iterator[None]:
     """Turn torch's out-of-memory into the engine's typed error with advice a user can act on."""
+    advice = (
+        f"out of memory on {device}: try train_method xattn, precision bf16, "
+        "a smaller vocabulary_size, or a device with more memory"
+    )
     try:
         yield
     except torch.OutOfMemoryError as error:
-        raise OutOfMemoryError(
-            f"out of memory on {device}: try train_method xattn, precision bf16, "
-            f"a smaller vocabulary_size, or a device with more memory ({error})"
-        ) from error
+        raise OutOfMemoryError(f"{advice} ({error})") from error
+    except RuntimeError as error:
+        if _CPU_OOM_MESSAGE not in str(error):  # the CPU allocator's OOM is a plain RuntimeError
+            raise
+        raise OutOfMemoryError(f"{advice} ({error})") from error

@@ -36,3 +36,12 @@ def test_out_of_memory_is_translated() -> None:
     ):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
     assert caught.value.code == "out_of_memory"
+
+
+def test_cpu_allocator_out_of_memory_is_translated() -> None:
+    with pytest.raises(OutOfMemoryError), translate_oom(torch.device("cpu")):
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"
+        )
+    with pytest.raises(RuntimeError, match="shape mismatch"), translate_oom(torch.device("cpu")):
+        raise RuntimeError("shape mismatch")  # other errors pass through unchanged
