@@ -1,0 +1,53 @@
+# Two commands for a fresh machine:
+#   make demo   set up, start the local profile, run one erasure job over HTTP, fetch its artifacts
+#   make test   set up, start Postgres and Redis if needed, lint, run the whole test suite
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Pinned and installed first: an unpinned `torch` (or one pulled in by diffusers) would resolve to
+# a multi-GB CUDA build. GPU hosts use Dockerfile.worker, which installs a CUDA build on purpose.
+TORCH_VERSION ?= 2.13.0
+INSTALLED := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help setup services tools lint test demo serve
+
+help:
+	@echo "make demo      set up, run the local service and one demo job end to end"
+	@echo "make test      set up, start services, lint, run every test"
+	@echo "make serve     the local profile (API + worker, SQLite, data in ./var) until Ctrl-C"
+	@echo "make setup | services | lint"
+
+setup: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+services:
+	bash scripts/ensure_services.sh
+
+# docker-compose (v1, Debian's) validates docker-compose.yml without a Docker engine.
+tools:
+	command -v docker-compose >/dev/null || { apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose; }
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: setup services tools lint
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/python scripts/demo.py
+
+serve: setup
+	$(BIN)/eraser serve

@@ -1,0 +1,47 @@
+"""`make demo`'s script against the real local profile: `eraser serve` (SQLite, filesystem
+broker, a real worker process, real HTTP) runs a job on the built-in `demo` model, the artifacts
+download with matching sha256, and Ctrl-C leaves nothing running."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEMO_TIMEOUT_S = 400
+
+
+def test_make_demo_runs_a_job_end_to_end_on_the_local_profile(tmp_path: Path) -> None:
+    data_dir = tmp_path / "var"
+    # Not the test session's Postgres/Redis: the local profile must stand on its own.
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("ERASER_")}
+    environment |= {"ERASER_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1"}
+
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "demo.py")],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=DEMO_TIMEOUT_S,
+        check=False,
+    )
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "demo succeeded" in output
+    verified = re.findall(r"^\s+(\S+)\s+\d+ B\s+sha256 ok$", result.stdout, re.MULTILINE)
+    assert {"delta.safetensors", "manifest.json", "unet/config.json"} <= set(verified), output
+    assert "MISMATCH" not in output
+    job_dir = next((data_dir / "demo-downloads").iterdir())
+    assert (job_dir / "delta.safetensors").stat().st_size > 0
+    assert (data_dir / "eraser.db").is_file()  # SQLite, under the data dir
+    assert not (tmp_path / "control").exists()  # the broker's files stay under the data dir
+
+    # Stopped cleanly: the worker ran its shutdown (readiness file gone), the API port is closed.
+    assert not (data_dir / "worker.ready").exists()
+    port = int(re.search(r"eraser serve on http://127\.0\.0\.1:(\d+)", output).group(1))  # type: ignore[union-attr]
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
