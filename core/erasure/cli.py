@@ -82,7 +82,10 @@ def _choices(enum: type[Enum]) -> click.Choice:
 @click.option(
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where vocabulary embeddings are cached per (model, vocabulary).",
+    envvar="ERASER_CACHE_DIR",
+    default=Path.home() / ".cache" / "eraser",
+    show_default=True,
+    help="Where vocabulary embeddings are cached per (model, vocabulary) and reused by later runs.",
 )
 @click.option("--grid-steps", type=int, default=25, show_default=True)
 @click.option("--grid-guidance", type=float, default=7.5, show_default=True)

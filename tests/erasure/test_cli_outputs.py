@@ -32,7 +32,7 @@ def cli_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, float
     """`eraser make-tiny-model m && eraser erase --model m --concept "a cat" --method ap
     --iterations 10 --out o`, as a user types it (default hyperparameters otherwise)."""
     root = tmp_path_factory.mktemp("cli")
-    runner = CliRunner()
+    runner = CliRunner(env={"ERASER_CACHE_DIR": str(root / "cache")})
     started = time.perf_counter()
     made = runner.invoke(main, ["make-tiny-model", str(root / "m")])
     assert made.exit_code == 0, made.output
@@ -40,6 +40,7 @@ def cli_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, float
     erased = runner.invoke(main, ["erase", *args, "--iterations", "10", "--out", str(root / "o")])
     assert erased.exit_code == 0, erased.output
     assert "[10/10]" in erased.output and "succeeded" in erased.output
+    assert len(list((root / "cache").glob("embeddings-*.safetensors"))) == 1  # reused next time
     return root / "m", root / "o", time.perf_counter() - started
 
 
