@@ -136,6 +136,18 @@ def event_kinds(client: httpx.Client, job_id: str) -> list[str]:
     return [event["kind"] for event in response.json()["items"]]
 
 
+def wait_for_log(workers: list[WorkerProcess], text: str, *, timeout_s: float = 60) -> str:
+    """Wait until `text` appears in the workers' combined log; returns that log."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        logs = "".join(worker.output() for worker in workers)
+        if text in logs:
+            return logs
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} not in the worker logs:\n{logs}")
+        time.sleep(0.2)
+
+
 def artifact_manifest(client: httpx.Client, job_id: str) -> list[dict[str, Any]]:
     response = client.get(f"/v1/jobs/{job_id}/artifacts")
     assert response.status_code == 200, response.text
