@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.artifacts import ArtifactStore, StoredArtifact
@@ -124,11 +125,11 @@ class JobRunner:
         folder.mkdir(parents=True, exist_ok=True)
 
         def on_checkpoint(step: int, path: Path) -> None:
-            self._write(lifecycle.record_checkpoint, job.id, attempt.owner, step, str(path))
+            self._record(lifecycle.record_checkpoint, job.id, attempt.owner, step, str(path))
 
         def on_resume(step: int) -> None:
             logger.info("job %s: resuming from the checkpoint at step %d", job.id, step)
-            self._write(lifecycle.record_resumed, job.id, attempt.owner, step)
+            self._record(lifecycle.record_resumed, job.id, attempt.owner, step)
 
         hooks = Hooks(
             on_progress=_ThrottledProgress(
@@ -211,6 +212,14 @@ class JobRunner:
         with session_scope(self._sessions) as session:
             return bool(use_case(session, job_id, *args, **kwargs))
 
+    def _record(self, use_case: Any, job_id: str, *args: Any) -> None:
+        """Best-effort bookkeeping during training (events, checkpoint rows): a database blip
+        must not abort hours of work; the lease heartbeat decides whether the run goes on."""
+        try:
+            self._write(use_case, job_id, *args)
+        except SQLAlchemyError:
+            logger.exception("job %s: could not record %s", job_id, use_case.__name__)
+
     def _unpublish(self, published: list[StoredArtifact]) -> None:
         for artifact in published:
             self._store.delete(artifact.location)
@@ -248,8 +257,11 @@ class _ThrottledProgress:
             losses=dict(progress.losses),
             adversarial_concepts=dict(progress.adversarial_concepts),
         )
-        with session_scope(self._sessions) as session:
-            lifecycle.record_progress(session, self._job_id, self._owner, update)
+        try:
+            with session_scope(self._sessions) as session:
+                lifecycle.record_progress(session, self._job_id, self._owner, update)
+        except SQLAlchemyError:  # best effort, as for checkpoints: training goes on
+            logger.exception("job %s: could not record progress", self._job_id)
 
 
 def _output_files(out_dir: Path, outputs: list[str]) -> list[str]:

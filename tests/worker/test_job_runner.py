@@ -147,3 +147,18 @@ def test_a_worker_that_loses_its_lease_stops_and_publishes_nothing(
     assert job.progress_step is not None and job.progress_step < 200  # stopped early
     assert published == [] and not (store.root / job_id).exists()
     assert _event_kinds(session_factory, job_id)[-1] != "succeeded"
+
+
+def test_progress_bookkeeping_survives_an_unreachable_database(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from core.db.session import make_engine, make_session_factory
+    from core.erasure.types import Progress
+    from worker.job_runner import _ThrottledProgress
+
+    unreachable = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/none")
+    report = _ThrottledProgress(make_session_factory(unreachable), "job-1", "me", interval=0)
+
+    report(Progress(step=1, total=2, losses={"erase": 1.0}, adversarial_concepts={}, elapsed_s=0))
+
+    assert "could not record progress" in caplog.text  # logged, and training was not aborted
