@@ -132,7 +132,7 @@ class JobRunner:
             self._record(lifecycle.record_resumed, job.id, attempt.owner, step)
 
         hooks = Hooks(
-            on_progress=_ThrottledProgress(
+            on_progress=ThrottledProgress(
                 self._sessions, job.id, attempt.owner, self._settings.progress_interval_seconds
             ),
             should_cancel=heartbeat.should_stop,
@@ -233,7 +233,7 @@ class _InvalidJob(ErasureError):
     code = INVALID_JOB
 
 
-class _ThrottledProgress:
+class ThrottledProgress:
     """The engine's progress hook: a database write at most every `interval` seconds, and always
     for the last step, so a fast model cannot flood the event log."""
 

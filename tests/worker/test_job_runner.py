@@ -154,10 +154,10 @@ def test_progress_bookkeeping_survives_an_unreachable_database(
 ) -> None:
     from core.db.session import make_engine, make_session_factory
     from core.erasure.types import Progress
-    from worker.job_runner import _ThrottledProgress
+    from worker.job_runner import ThrottledProgress
 
     unreachable = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/none")
-    report = _ThrottledProgress(make_session_factory(unreachable), "job-1", "me", interval=0)
+    report = ThrottledProgress(make_session_factory(unreachable), "job-1", "me", interval=0)
 
     report(Progress(step=1, total=2, losses={"erase": 1.0}, adversarial_concepts={}, elapsed_s=0))
 
