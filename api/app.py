@@ -31,9 +31,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.context = context
 
     install_problem_handlers(app)
-    http_metrics = HttpMetrics(context.metrics_registry)
     context.metrics_registry.register(JobsByStatusCollector(context.session_factory))
-    app.middleware("http")(http_metrics.middleware)
+    app.add_middleware(HttpMetrics, registry=context.metrics_registry)
     app.add_middleware(BodySizeLimit, max_bytes=context.settings.max_request_bytes)
 
     for router in (jobs.router, events.router, artifacts.router, models.router, health.router):

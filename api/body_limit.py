@@ -1,10 +1,11 @@
-"""Refuse request bodies over `max_request_bytes` with 413 before they are read into memory.
+"""Refuse request bodies over `max_request_bytes` with a 413 problem before they are read.
 
 Pure ASGI so that it also bounds chunked uploads that carry no Content-Length: the stream is
-counted as it arrives and cut off at the limit.
+counted as it arrives and cut off at the limit. (FastAPI's own `max_body_size` answers a
+declared oversized body in plain text, not problem+json, hence this.)
 """
 
-from starlette.exceptions import HTTPException
+from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import problem_response

@@ -6,22 +6,24 @@ truth and a counter kept in one API process would be wrong with several.
 """
 
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.jobs.service import count_jobs_by_status
 
 
 class HttpMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    """Pure ASGI middleware (no BaseHTTPMiddleware: it would buffer streams and wrap errors
+    raised while the body is read, such as the body-size limit, in exception groups)."""
+
+    def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
+        self.app = app
         self.requests = Counter(
             "eraser_http_requests_total",
             "HTTP requests by method, route template and status code.",
@@ -30,33 +32,39 @@ class HttpMetrics:
         )
         self.latency = Histogram(
             "eraser_http_request_duration_seconds",
-            "HTTP request latency by method and route template (until headers are sent).",
+            "HTTP request latency by method and route template (until the response ends).",
             ["method", "route"],
             registry=registry,
         )
 
-    async def middleware(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        route = _route_template(request)
         status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
+            await self.app(scope, receive, recording_send)
         finally:
-            self.requests.labels(request.method, route, str(status)).inc()
-            self.latency.labels(request.method, route).observe(time.perf_counter() - started)
+            route = _route_template(scope)
+            method = scope["method"]
+            self.requests.labels(method, route, str(status)).inc()
+            self.latency.labels(method, route).observe(time.perf_counter() - started)
 
 
-def _route_template(request: Request) -> str:
-    """The matched route's path template (bounded label cardinality), not the raw path."""
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match == Match.FULL:
-            return str(getattr(route, "path", "unmatched"))
-    return "unmatched"
+def _route_template(scope: Scope) -> str:
+    """The matched route's path template (bounded label cardinality), not the raw path. The
+    router records the matched route in the (shared) scope."""
+    route = scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return str(template) if template else "unmatched"
 
 
 class JobsByStatusCollector(Collector):

@@ -10,17 +10,24 @@ each such test so that tests never see each other's jobs.
 """
 
 import os
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
+import uvicorn
 from sqlalchemy import Engine, create_engine, delete, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 import core.auth.models
 import core.jobs.models  # noqa: F401
+from core.auth.keys import create_key
 from core.db import migrate
 from core.db.base import Base
 from core.db.session import make_engine, make_session_factory
@@ -135,3 +142,83 @@ def db_session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
 @pytest.fixture
 def data_dir(settings: Settings) -> Path:
     return settings.resolved_data_dir
+
+
+@contextmanager
+def running_api(settings: Settings) -> Iterator[str]:
+    """A real uvicorn server for `create_app(settings)` on a free port; yields its base URL."""
+    from api.app import create_app  # the API is only imported by tests that serve it
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        listener.close()
+
+
+@pytest.fixture
+def api_server_for() -> Callable[[Settings], AbstractContextManager[str]]:
+    """`running_api` for tests that need an API on other settings (another database)."""
+    return running_api
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    return ADMIN_URL
+
+
+@pytest.fixture(scope="session")
+def api_base_url(test_database_url: str) -> Iterator[str]:
+    """One API server for the session, on the session's database."""
+    with running_api(Settings()) as base_url:
+        yield base_url
+
+
+@pytest.fixture
+def make_api_key(session_factory: sessionmaker[Session]) -> Callable[[str], str]:
+    """Issue a real API key for a principal; returns the secret."""
+
+    def make(principal: str) -> str:
+        with session_factory() as session:
+            issued = create_key(session, principal)
+            session.commit()
+        return issued.key
+
+    return make
+
+
+@pytest.fixture
+def http(api_base_url: str, settings: Settings) -> Iterator[httpx.Client]:
+    """An unauthenticated client of the session's API server (rows emptied after the test)."""
+    with httpx.Client(base_url=api_base_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def alice(api_base_url: str, make_api_key: Callable[[str], str]) -> Iterator[httpx.Client]:
+    """A client authenticated as principal `alice`."""
+    headers = {"Authorization": f"Bearer {make_api_key('alice')}"}
+    with httpx.Client(base_url=api_base_url, headers=headers, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def bob(api_base_url: str, make_api_key: Callable[[str], str]) -> Iterator[httpx.Client]:
+    """A client authenticated as principal `bob`."""
+    headers = {"Authorization": f"Bearer {make_api_key('bob')}"}
+    with httpx.Client(base_url=api_base_url, headers=headers, timeout=30) as client:
+        yield client
