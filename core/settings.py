@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     # SSE: how often an open event stream polls the database, and how often it sends a keep-alive.
     events_poll_seconds: float = Field(0.5, gt=0)
     events_ping_seconds: float = Field(15, gt=0)
+    # An Idempotency-Key still "in flight" after this long belongs to a request whose process
+    # died between reserving the key and creating the job; it is released instead of being
+    # answered 409 forever.
+    idempotency_in_flight_timeout_seconds: float = Field(60, gt=0)
 
     @model_validator(mode="after")
     def _time_limits_nest(self) -> "Settings":

@@ -10,11 +10,11 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from http import HTTPStatus
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -87,7 +87,11 @@ def create_job(
 
     if idempotency_key is not None:
         replay = _reserve_idempotency_key(
-            factory, principal, idempotency_key, request_fingerprint(request)
+            factory,
+            principal,
+            idempotency_key,
+            request_fingerprint(request),
+            timedelta(seconds=settings.idempotency_in_flight_timeout_seconds),
         )
         if replay is not None:
             return replay
@@ -150,9 +154,14 @@ def _insert_job(
 
 
 def _reserve_idempotency_key(
-    factory: sessionmaker[Session], principal: str, key: str, fingerprint: str
+    factory: sessionmaker[Session],
+    principal: str,
+    key: str,
+    fingerprint: str,
+    abandoned_after: timedelta,
 ) -> CreatedJob | None:
     """Insert the in-flight record (None: this request owns the key) or answer from it."""
+    _release_abandoned_key(factory, principal, key, abandoned_after)
     try:
         with session_scope(factory) as session:
             session.add(
@@ -186,6 +195,24 @@ def _reserve_idempotency_key(
             body=dict(record.response_body),
             job_id=str(record.job_id),
             replayed=True,
+        )
+
+
+def _release_abandoned_key(
+    factory: sessionmaker[Session], principal: str, key: str, abandoned_after: timedelta
+) -> None:
+    """Delete an in-flight record older than `abandoned_after` (its request died before it
+    could finish or release it). One conditional DELETE, so two retries cannot both win."""
+    with session_scope(factory) as session:
+        session.execute(
+            delete(IdempotencyRecord)
+            .where(
+                IdempotencyRecord.principal == principal,
+                IdempotencyRecord.key == key,
+                IdempotencyRecord.state == IdempotencyState.IN_FLIGHT,
+                IdempotencyRecord.created_at < utcnow() - abandoned_after,
+            )
+            .execution_options(synchronize_session=False)
         )
 
 

@@ -2,6 +2,7 @@
 while the first is in flight is a 409, and a burst of duplicates creates one job."""
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import httpx
 from sqlalchemy import func, select
@@ -9,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from core.db.types import utcnow
 from core.jobs.models import IdempotencyRecord, Job
+from core.settings import Settings
 
 BODY = {"model": "demo", "concepts": ["cat"], "seed": 3}
 
@@ -101,3 +103,26 @@ def test_a_burst_of_concurrent_duplicates_creates_exactly_one_job(
         for r in responses
         if r.status_code == 409
     )
+
+
+def test_an_in_flight_key_abandoned_by_a_dead_request_is_released(
+    alice: httpx.Client, db_session: Session, settings: Settings
+) -> None:
+    probe = alice.post("/v1/jobs", json=BODY, headers={"Idempotency-Key": "probe"})
+    assert probe.status_code == 202
+    abandoned_at = utcnow() - timedelta(seconds=settings.idempotency_in_flight_timeout_seconds + 1)
+    db_session.add(
+        IdempotencyRecord(
+            principal="alice",
+            key="order-4",
+            request_hash=_fingerprint_of(db_session, "probe"),
+            state="in_flight",
+            created_at=abandoned_at,
+        )
+    )
+    db_session.commit()
+
+    retry = alice.post("/v1/jobs", json=BODY, headers={"Idempotency-Key": "order-4"})
+
+    assert retry.status_code == 202
+    assert _jobs(db_session) == 2
