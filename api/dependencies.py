@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from api.context import AppContext
 from api.problems import ApiProblem
 from core.auth.keys import authenticate
+from core.db.session import session_scope
 from core.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `eraser keys create`.")
@@ -46,13 +47,17 @@ DbSession = Annotated[Session, Depends(_session, scope="function")]
 
 
 def _principal(
-    session: DbSession,
+    context: Annotated[AppContext, Depends(get_context)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
+    """The caller's principal. Looked up in a short transaction of its own: authentication may
+    record `last_used_at`, and that write must not hold a lock for the whole request (on SQLite
+    it would block the request's other transactions, such as the idempotent create)."""
     unauthorized = {"WWW-Authenticate": 'Bearer realm="eraser"'}
     if credentials is None:
         raise ApiProblem(401, "unauthorized", "missing bearer API key", headers=unauthorized)
-    principal = authenticate(session, credentials.credentials)
+    with session_scope(context.session_factory) as session:
+        principal = authenticate(session, credentials.credentials)
     if principal is None:
         raise ApiProblem(401, "unauthorized", "unknown or revoked API key", headers=unauthorized)
     return principal

@@ -16,6 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Fail a Postgres connect after this long instead of the OS TCP timeout (minutes), so that
+# /readyz answers 503 promptly when the database host is unreachable.
+POSTGRES_CONNECT_TIMEOUT_S = 5
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -36,6 +39,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         )
         event.listen(engine, "connect", _configure_sqlite)
         return engine
+    if url.startswith("postgresql"):
+        kwargs.setdefault("connect_args", {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S})
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 

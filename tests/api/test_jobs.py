@@ -171,3 +171,18 @@ def test_cancel_of_a_finished_job_is_a_409_problem(
 def test_registered_models_include_the_demo(alice: httpx.Client) -> None:
     models = alice.get("/v1/models").json()["items"]
     assert "demo" in [model["name"] for model in models]
+
+
+def test_list_filters_by_creation_time(alice: httpx.Client) -> None:
+    older = _create(alice)
+    newer = _create(alice)
+    boundary = newer["created_at"]
+
+    before = alice.get("/v1/jobs", params={"created_before": boundary}).json()
+    since = alice.get("/v1/jobs", params={"created_after": boundary}).json()
+    naive = alice.get("/v1/jobs", params={"created_after": "2026-01-01T00:00:00"})
+
+    assert [item["id"] for item in before["items"]] == [older["id"]]
+    assert [item["id"] for item in since["items"]] == [newer["id"]]
+    assert naive.status_code == 422
+    assert ["query", "created_after"] in [error["loc"] for error in naive.json()["errors"]]
