@@ -28,6 +28,8 @@ from core.jobs.status import JobStatus
 router = APIRouter(prefix="/v1/jobs", tags=["events"])
 
 SSE_MEDIA_TYPE = "text/event-stream"
+# Event ids are a 32-bit serial on every backend; a larger resume point cannot be one we sent.
+MAX_EVENT_ID = 2**31 - 1
 
 
 def _wants_stream(request: Request) -> bool:
@@ -38,7 +40,10 @@ def _resume_point(after: int, last_event_id: str | None) -> int:
     if last_event_id is None or not last_event_id.strip():
         return after
     try:
-        return max(int(last_event_id.strip()), 0)
+        resume_after = int(last_event_id.strip())
+        if not 0 <= resume_after <= MAX_EVENT_ID:
+            raise ValueError(last_event_id)
+        return resume_after
     except ValueError as error:
         raise ApiProblem(
             422,
@@ -70,7 +75,9 @@ def job_events(
     principal: Principal,
     session: DbSession,
     context: Context,
-    after: Annotated[int, Query(ge=0, description="Only events with a larger id.")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_EVENT_ID, description="Only events with a larger id.")
+    ] = 0,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> Response | EventList:
     start = _resume_point(after, last_event_id)

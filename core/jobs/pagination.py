@@ -3,6 +3,7 @@
 import base64
 import binascii
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -31,6 +32,13 @@ class Cursor:
             job_id = payload["id"]
         except (UnicodeError, binascii.Error, ValueError, KeyError, TypeError) as error:
             raise InvalidCursorError("not a cursor returned by this API") from error
-        if created_at.tzinfo is None or not isinstance(job_id, str):
+        if created_at.tzinfo is None or not isinstance(job_id, str) or not _is_uuid(job_id):
             raise InvalidCursorError("not a cursor returned by this API")
         return cls(created_at=created_at, id=job_id)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False

@@ -4,6 +4,7 @@
 limits, which depend on Settings, are checked by `core.jobs.validation`.
 """
 
+import unicodedata
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -52,6 +53,8 @@ class JobCreate(BaseModel):
         cleaned = [concept.strip() for concept in concepts]
         if any(not concept for concept in cleaned):
             raise ValueError("concepts must not be empty or blank")
+        if any(_has_control_characters(concept) for concept in cleaned):
+            raise ValueError("concepts must not contain control characters")
         folded = [concept.casefold() for concept in cleaned]
         if len(set(folded)) != len(folded):
             raise ValueError("concepts must be distinct (case-insensitive)")
@@ -63,11 +66,26 @@ class JobCreate(BaseModel):
         cleaned = [prompt.strip() for prompt in prompts]
         if any(not prompt for prompt in cleaned):
             raise ValueError("sample prompts must not be empty or blank")
+        if any(_has_control_characters(prompt) for prompt in cleaned):
+            raise ValueError("sample prompts must not contain control characters")
         return cleaned
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_is_printable(cls, metadata: dict[str, str]) -> dict[str, str]:
+        if any(_has_control_characters(key + value) for key, value in metadata.items()):
+            raise ValueError("metadata keys and values must not contain control characters")
+        return metadata
 
     def hyperparameters_set(self) -> dict[str, Any]:
         """Only what the caller set: the engine fills the rest with its defaults at run time."""
         return self.hyperparameters.model_dump(mode="json", exclude_unset=True)
+
+
+def _has_control_characters(text: str) -> bool:
+    """Text meant for a tokenizer, a grid caption or a label has no business carrying NUL,
+    escape sequences or newlines (which would also break log lines)."""
+    return any(unicodedata.category(character) == "Cc" for character in text)
 
 
 class ProgressView(BaseModel):

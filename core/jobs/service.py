@@ -8,6 +8,7 @@ that does not exist, so that ids cannot be probed. Writers of state go through
 import hashlib
 import json
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -224,7 +225,18 @@ def _release_idempotency_key(factory: sessionmaker[Session], principal: str, key
             session.delete(record)
 
 
+def _is_job_id(value: str) -> bool:
+    """Job ids are UUIDs; anything else cannot exist and never reaches SQL (Postgres refuses
+    some strings outright, e.g. with NUL bytes, which would surface as a 500)."""
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
 def get_job(session: Session, principal: str, job_id: str) -> Job:
+    if not _is_job_id(job_id):
+        raise JobNotFoundError(job_id)
     job = session.scalars(
         select(Job).where(Job.id == job_id, Job.principal == principal)
     ).one_or_none()
@@ -317,6 +329,8 @@ def cancel_job(session: Session, principal: str, job_id: str) -> Job:
 
 
 def _owned_job_id(session: Session, principal: str, job_id: str) -> str:
+    if not _is_job_id(job_id):
+        raise JobNotFoundError(job_id)
     owned = session.scalar(select(Job.id).where(Job.id == job_id, Job.principal == principal))
     if owned is None:
         raise JobNotFoundError(job_id)

@@ -41,6 +41,9 @@ def _locs(problem: dict[str, Any]) -> list[list[str | int]]:
         ({**VALID, "concepts": []}, ["body", "concepts"]),
         ({**VALID, "concepts": ["  "]}, ["body", "concepts"]),
         ({**VALID, "concepts": ["cat", "Cat"]}, ["body", "concepts"]),
+        ({**VALID, "concepts": ["c\u0000t"]}, ["body", "concepts"]),
+        ({**VALID, "sample_prompts": ["a\nb"]}, ["body", "sample_prompts"]),
+        ({**VALID, "metadata": {"k": "\u001b[31m"}}, ["body", "metadata"]),
         ({**VALID, "concepts": ["x" * 201]}, ["body", "concepts", 0]),
         ({**VALID, "concepts": [f"c{i}" for i in range(9)]}, ["body", "concepts"]),
         ({**VALID, "model": "no-such-model"}, ["body", "model"]),
@@ -107,7 +110,11 @@ def test_an_oversized_body_is_a_413(
     _problem(response, 413)
 
 
-@pytest.mark.parametrize("cursor", ["not-base64!", "eyJ0IjogMX0", "", "e30"])
+# garbage, {"t": 1}, "", {}, and a well-formed cursor whose id is not a job id (with a NUL)
+FORGED_CURSOR = "eyJ0IjoiMjAyNi0wMS0wMVQwMDowMDowMCswMDowMCIsImlkIjoiYVx1MDAwMCJ9"
+
+
+@pytest.mark.parametrize("cursor", ["not-base64!", "eyJ0IjogMX0", "", "e30", FORGED_CURSOR])
 def test_a_bad_cursor_is_a_422_naming_after(
     alice: httpx.Client, cursor: str, no_rows_left: None
 ) -> None:
@@ -135,4 +142,15 @@ def test_unknown_routes_and_methods_are_problems_too(alice: httpx.Client) -> Non
     _problem(alice.get("/v1/nothing-here"), 404)
     _problem(alice.delete("/v1/jobs"), 405)
     _problem(alice.get("/v1/jobs/does-not-exist"), 404)
-    _problem(alice.get("/v1/jobs/x/events", headers={"Last-Event-ID": "abc"}), 422)
+    _problem(alice.get("/v1/jobs/%00"), 404)
+    _problem(alice.get("/v1/jobs/%00/events"), 404)
+    _problem(alice.post("/v1/jobs/%00/cancel"), 404)
+    _problem(alice.get("/v1/jobs/%00/artifacts"), 404)
+    job_id = alice.post("/v1/jobs", json=VALID).json()["id"]
+    for last_event_id in ("abc", "-5", "9" * 30):
+        problem = _problem(
+            alice.get(f"/v1/jobs/{job_id}/events", headers={"Last-Event-ID": last_event_id}), 422
+        )
+        assert ["header", "last-event-id"] in _locs(problem)
+    problem = _problem(alice.get(f"/v1/jobs/{job_id}/events", params={"after": "9" * 30}), 422)
+    assert ["query", "after"] in _locs(problem)
