@@ -5,8 +5,6 @@ that does not exist, so that ids cannot be probed. Writers of state go through
 `core.jobs.states.transition`; the worker-side use cases live in `core.jobs.lifecycle`.
 """
 
-import hashlib
-import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -15,18 +13,16 @@ from datetime import datetime, timedelta
 from http import HTTPStatus
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db.session import session_scope
 from core.db.types import utcnow
 from core.hyperparameters import Method
+from core.jobs import idempotency
 from core.jobs.errors import (
     ArtifactNotFoundError,
     FieldError,
-    IdempotencyInFlightError,
-    IdempotencyKeyReusedError,
     InvalidRequestError,
     JobFinishedError,
     JobNotFoundError,
@@ -34,8 +30,6 @@ from core.jobs.errors import (
 from core.jobs.events import TERMINAL_EVENT_KINDS, EventKind, add_event
 from core.jobs.models import (
     Artifact,
-    IdempotencyRecord,
-    IdempotencyState,
     Job,
     JobEvent,
     new_job_id,
@@ -61,12 +55,6 @@ class CreatedJob:
     replayed: bool
 
 
-def request_fingerprint(request: JobCreate) -> str:
-    """sha256 of the normalised body: key order, whitespace and spelt-out defaults don't count."""
-    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 def create_job(
     factory: sessionmaker[Session],
     settings: Settings,
@@ -87,30 +75,32 @@ def create_job(
         raise InvalidRequestError(errors)
 
     if idempotency_key is not None:
-        replay = _reserve_idempotency_key(
+        replay = idempotency.reserve(
             factory,
             principal,
             idempotency_key,
-            request_fingerprint(request),
+            idempotency.fingerprint(request.model_dump(mode="json")),
             timedelta(seconds=settings.idempotency_in_flight_timeout_seconds),
         )
         if replay is not None:
-            return replay
+            return CreatedJob(replay.status_code, replay.body, replay.job_id, replayed=True)
 
     job_id = new_job_id()
     try:
         with session_scope(factory) as session:
             body = _insert_job(session, settings, principal, request, job_id)
             if idempotency_key is not None:
-                record = session.get(IdempotencyRecord, (principal, idempotency_key))
-                assert record is not None, "reserved above in a committed transaction"
-                record.state = IdempotencyState.DONE
-                record.job_id = job_id
-                record.response_status = int(CREATED_STATUS)
-                record.response_body = body
+                idempotency.finish(
+                    session,
+                    principal,
+                    idempotency_key,
+                    job_id=job_id,
+                    status_code=int(CREATED_STATUS),
+                    body=body,
+                )
     except BaseException:
         if idempotency_key is not None:
-            _release_idempotency_key(factory, principal, idempotency_key)
+            idempotency.release(factory, principal, idempotency_key)
         raise
 
     try:
@@ -152,77 +142,6 @@ def _insert_job(
     add_event(session, job_id, EventKind.CREATED, {"model": job.model, "concepts": job.concepts})
     add_event(session, job_id, EventKind.ENQUEUED, {"queue": settings.queue_name})
     return JobView.of(job).model_dump(mode="json")
-
-
-def _reserve_idempotency_key(
-    factory: sessionmaker[Session],
-    principal: str,
-    key: str,
-    fingerprint: str,
-    abandoned_after: timedelta,
-) -> CreatedJob | None:
-    """Insert the in-flight record (None: this request owns the key) or answer from it."""
-    _release_abandoned_key(factory, principal, key, abandoned_after)
-    try:
-        with session_scope(factory) as session:
-            session.add(
-                IdempotencyRecord(
-                    principal=principal,
-                    key=key,
-                    request_hash=fingerprint,
-                    state=IdempotencyState.IN_FLIGHT,
-                    created_at=utcnow(),
-                )
-            )
-        return None
-    except IntegrityError:
-        pass  # the key is taken: answer from the existing record
-
-    with session_scope(factory) as session:
-        record = session.get(IdempotencyRecord, (principal, key))
-        if record is None:
-            # The first request failed and released the key between our insert and this read.
-            raise IdempotencyInFlightError("a request with this Idempotency-Key just failed")
-        if record.request_hash != fingerprint:
-            raise IdempotencyKeyReusedError(
-                "this Idempotency-Key was used with a different request body"
-            )
-        if record.state != IdempotencyState.DONE or record.response_body is None:
-            raise IdempotencyInFlightError(
-                "a request with this Idempotency-Key is still being processed"
-            )
-        return CreatedJob(
-            status_code=record.response_status or int(CREATED_STATUS),
-            body=dict(record.response_body),
-            job_id=str(record.job_id),
-            replayed=True,
-        )
-
-
-def _release_abandoned_key(
-    factory: sessionmaker[Session], principal: str, key: str, abandoned_after: timedelta
-) -> None:
-    """Delete an in-flight record older than `abandoned_after` (its request died before it
-    could finish or release it). One conditional DELETE, so two retries cannot both win."""
-    with session_scope(factory) as session:
-        session.execute(
-            delete(IdempotencyRecord)
-            .where(
-                IdempotencyRecord.principal == principal,
-                IdempotencyRecord.key == key,
-                IdempotencyRecord.state == IdempotencyState.IN_FLIGHT,
-                IdempotencyRecord.created_at < utcnow() - abandoned_after,
-            )
-            .execution_options(synchronize_session=False)
-        )
-
-
-def _release_idempotency_key(factory: sessionmaker[Session], principal: str, key: str) -> None:
-    """Forget an in-flight key whose request failed, so that the client may retry with it."""
-    with session_scope(factory) as session:
-        record = session.get(IdempotencyRecord, (principal, key))
-        if record is not None and record.state == IdempotencyState.IN_FLIGHT:
-            session.delete(record)
 
 
 def _is_job_id(value: str) -> bool:
