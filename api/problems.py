@@ -154,8 +154,10 @@ def install_problem_handlers(app: FastAPI) -> None:
             if isinstance(error, InvalidRequestError)
             else None
         )
+        # The first request with this key is still running: tell the client when to retry.
+        headers = {"Retry-After": "1"} if isinstance(error, IdempotencyInFlightError) else None
         return problem_response(
-            status, slug, error.detail, instance=request.url.path, errors=errors
+            status, slug, error.detail, instance=request.url.path, errors=errors, headers=headers
         )
 
     @app.exception_handler(RequestValidationError)

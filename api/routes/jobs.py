@@ -27,6 +27,12 @@ def _etag(body: dict[str, Any]) -> str:
     return '"' + hashlib.sha256(canonical.encode()).hexdigest()[:32] + '"'
 
 
+def _matches(if_none_match: str, etag: str) -> bool:
+    """RFC 9110 §13.1.2: weak comparison, a list of tags, or `*`."""
+    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in tags or etag in tags
+
+
 def _job_location(request: Request, job_id: str) -> str:
     return str(request.app.url_path_for("get_job", job_id=job_id))
 
@@ -89,7 +95,7 @@ def get_job(
 ) -> Response:
     body = JobView.of(service.get_job(session, principal, job_id)).model_dump(mode="json")
     etag = _etag(body)
-    if if_none_match is not None and etag in {tag.strip() for tag in if_none_match.split(",")}:
+    if if_none_match is not None and _matches(if_none_match, etag):
         return Response(status_code=304, headers={"ETag": etag})
     return JSONResponse(body, headers={"ETag": etag, "Cache-Control": "no-cache"})
 

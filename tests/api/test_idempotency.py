@@ -74,6 +74,7 @@ def test_a_duplicate_while_the_first_is_in_flight_is_a_409(
     duplicate = alice.post("/v1/jobs", json=BODY, headers={"Idempotency-Key": "order-3"})
 
     assert duplicate.status_code == 409
+    assert duplicate.headers["retry-after"] == "1"
     assert duplicate.json()["type"] == "/problems/idempotency-key-in-flight"
     assert _jobs(db_session) == 1
 

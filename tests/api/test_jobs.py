@@ -55,6 +55,10 @@ def test_get_answers_304_while_unchanged_and_a_new_etag_after_a_change(
     unchanged = alice.get(f"/v1/jobs/{job['id']}", headers={"If-None-Match": etag})
     assert unchanged.status_code == 304
     assert unchanged.content == b""
+    for header in (f'"other", W/{etag}', "*"):
+        assert (
+            alice.get(f"/v1/jobs/{job['id']}", headers={"If-None-Match": header}).status_code == 304
+        )
 
     transition(db_session, job["id"], JobStatus.RUNNING, from_={JobStatus.QUEUED})
     db_session.commit()
