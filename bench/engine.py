@@ -17,6 +17,7 @@ the clock covers updates only.
 
 import argparse
 import contextlib
+import gc
 import json
 import subprocess
 import sys
@@ -43,19 +44,27 @@ class Cell:
     seconds_per_update: float
     unet_calls_per_update: float
     unet_samples_per_update: float
-    memory_at_start_gib: float  # after loading and setup, before the first update
-    peak_memory_gib: float  # high-water mark during the updates
+    weights_gib: float  # the pipeline's weight files (UNet, text encoder, VAE)
+    tensors_held_gib: float  # every live tensor at the end of the last update (measured)
+    peak_memory_gib: float  # high-water mark during the updates (RSS, or CUDA allocated)
     unet_gib: float
     trained_subset_mib: float  # θ' of the subset; the frozen reference θ is one more copy
     engine_state_mib: float  # frozen copy + Adam (2×) + gradients of the subset
 
 
 # ---- one cell, in its own process ------------------------------------------------------------
-def _rss_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+def _tensor_bytes_alive() -> int:
+    """Bytes of every distinct tensor storage alive now (weights, the frozen copy, optimizer
+    states, candidate matrices...). Between updates activations are freed, so a second UNet
+    copy would show here as its full size."""
+    import torch
+
+    storages: dict[tuple[str, int], int] = {}
+    for obj in gc.get_objects():
+        if isinstance(obj, torch.Tensor) and obj.device.type != "meta":
+            storage = obj.untyped_storage()
+            storages[(str(obj.device), storage.data_ptr())] = storage.nbytes()
+    return sum(storages.values())
 
 
 def _peak_rss_bytes() -> int:
@@ -81,7 +90,7 @@ class Meter:
         self.calls = self.samples = 0
         self.counting = False
         self.started = self.finished = 0.0
-        self.memory_at_start = self.peak_memory = 0
+        self.peak_memory = self.tensors_held = 0
         self.done = 0
 
     def forward_hook(self, module: Any, args: tuple[Any, ...], output: Any) -> None:
@@ -98,9 +107,7 @@ class Meter:
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
-                self.memory_at_start = torch.cuda.memory_allocated()
             else:
-                self.memory_at_start = _rss_bytes()
                 _reset_peak_rss()
             self.counting = True
             self.started = time.perf_counter()
@@ -117,6 +124,7 @@ class Meter:
             else:
                 self.peak_memory = _peak_rss_bytes()
             self.finished = time.perf_counter()
+            self.tensors_held = _tensor_bytes_alive()
             self.counting = False
 
 
@@ -177,7 +185,8 @@ def run_cell(args: argparse.Namespace) -> Cell:
         seconds_per_update=(meter.finished - meter.started) / updates,
         unet_calls_per_update=meter.calls / updates,
         unet_samples_per_update=meter.samples / updates,
-        memory_at_start_gib=meter.memory_at_start / _GIB,
+        weights_gib=sum(f.stat().st_size for f in args.model_dir.rglob("*.safetensors")) / _GIB,
+        tensors_held_gib=meter.tensors_held / _GIB,
         peak_memory_gib=meter.peak_memory / _GIB,
         unet_gib=unet_bytes / _GIB,
         trained_subset_mib=subset_bytes / _MIB,
@@ -220,7 +229,8 @@ def _spawn(args: argparse.Namespace, name: str, folder: Path, method: str) -> Ce
 def table(cells: list[Cell]) -> str:
     header = (
         "| model | method | device | DDIM steps | updates | s / update | UNet calls / update "
-        "| UNet samples / update | memory at start (GiB) | peak while training (GiB) "
+        "| UNet samples / update | pipeline weights (GiB) | tensors held after training (GiB) "
+        "| peak while training (GiB) "
         "| UNet weights (GiB) | xattn subset (MiB) "
         "| engine state: frozen copy + Adam + grads (MiB) |"
     )
@@ -229,7 +239,7 @@ def table(cells: list[Cell]) -> str:
         lines.append(
             f"| {c.model} | {c.method} | {c.device} | {c.ddim_steps} | {c.updates} "
             f"| {c.seconds_per_update:.3f} | {c.unet_calls_per_update:.1f} "
-            f"| {c.unet_samples_per_update:.1f} | {c.memory_at_start_gib:.2f} "
+            f"| {c.unet_samples_per_update:.1f} | {c.weights_gib:.3f} | {c.tensors_held_gib:.3f} "
             f"| {c.peak_memory_gib:.2f} | {c.unet_gib:.3f} | {c.trained_subset_mib:.1f} "
             f"| {c.engine_state_mib:.1f} |"
         )
@@ -242,6 +252,7 @@ def table(cells: list[Cell]) -> str:
                 f"| {model} | **AP/ESD** | | | | **{time_ratio:.2f}×** "
                 f"| {ap.unet_calls_per_update / esd.unet_calls_per_update:.2f}× "
                 f"| {ap.unet_samples_per_update / esd.unet_samples_per_update:.2f}× | "
+                f"| {ap.tensors_held_gib / esd.tensors_held_gib:.2f}× "
                 f"| {ap.peak_memory_gib / esd.peak_memory_gib:.2f}× | | | |"
             )
     return "\n".join(lines)
