@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from e2e_support import REPO_ROOT, WORKER_ENVIRONMENT, WORKER_START_TIMEOUT_S, WorkerProcess
 
+from core.queue import celery_client
 from core.registry import add_model
 from core.settings import Settings
 
@@ -34,7 +35,13 @@ def tiny_model(test_database_url: str, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture
 def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    """Start real Celery workers on the session's queue; all are stopped after the test."""
+    """Start real Celery workers on the session's queue; all are stopped after the test.
+
+    The queue is purged first: earlier tests (the API's) leave messages for jobs whose rows are
+    gone, and a worker would spend a process start on each before reaching this test's jobs.
+    """
+    with celery_client(settings).connection_for_write() as connection:
+        connection.default_channel.queue_purge(settings.queue_name)
     started: list[WorkerProcess] = []
 
     def start(**environment: str) -> WorkerProcess:
