@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     # is gone, and the reaper requeues the job (or fails it with `worker_lost` after max_attempts).
     lease_seconds: float = Field(60, gt=0)
     heartbeat_seconds: float = Field(10, gt=0)
+    # How often a running job looks at its cancel flag (a one-row SELECT): the latency of a cancel.
+    cancel_poll_seconds: float = Field(2, gt=0)
     max_attempts: int = Field(3, ge=1)
     reaper_interval_seconds: float = Field(15, gt=0)
     # A queued job older than this with no worker on it is re-enqueued (covers a lost message).

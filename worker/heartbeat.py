@@ -1,19 +1,22 @@
 """The lease heartbeat: a thread beside the training loop.
 
 Training blocks the task's thread for hours, so the lease is renewed from a second thread every
-`heartbeat_seconds`. Each beat also reads the cancel flag; the training loop polls `should_stop`
-at every step boundary, which only reads memory (never the database) so it costs nothing per step.
+`heartbeat_seconds`. In between, every `cancel_poll_seconds`, the thread reads the cancel flag
+(a one-row SELECT), so a cancel takes effect within seconds without renewing the lease that often.
+The training loop polls `should_stop` at every step boundary, which only reads memory (never the
+database) so it costs nothing per step.
 If the lease is found gone (the reaper requeued the job, another worker claimed it) the run must
 stop and publish nothing: `lease_lost` tells the task so.
 """
 
 import logging
 import threading
+import time
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db.session import session_scope
-from core.jobs.lifecycle import heartbeat
+from core.jobs.lifecycle import LeaseStatus, heartbeat, lease_status
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +30,14 @@ class Heartbeat:
         *,
         lease_seconds: float,
         interval_seconds: float,
+        cancel_poll_seconds: float,
     ) -> None:
         self._sessions = sessions
         self._job_id = job_id
         self._owner = owner
         self._lease_seconds = lease_seconds
         self._interval_seconds = interval_seconds
+        self._poll_seconds = min(cancel_poll_seconds, interval_seconds)
         self._stopping = threading.Event()
         self._cancel_requested = threading.Event()
         self._lease_lost = threading.Event()
@@ -54,7 +59,14 @@ class Heartbeat:
     def beat(self) -> None:
         """One renewal (also called directly by the task, e.g. before publishing)."""
         with session_scope(self._sessions) as session:
-            status = heartbeat(session, self._job_id, self._owner, self._lease_seconds)
+            self._observe(heartbeat(session, self._job_id, self._owner, self._lease_seconds))
+
+    def poll(self) -> None:
+        """Read the cancel flag (and whether the lease is still ours) without renewing."""
+        with session_scope(self._sessions) as session:
+            self._observe(lease_status(session, self._job_id, self._owner))
+
+    def _observe(self, status: LeaseStatus) -> None:
         if not status.held:
             if not self._lease_lost.is_set():
                 logger.warning("job %s: lease lost by %s; stopping", self._job_id, self._owner)
@@ -71,11 +83,16 @@ class Heartbeat:
         self._thread.join(self._interval_seconds + 5)
 
     def _loop(self) -> None:
-        while not self._stopping.wait(self._interval_seconds):
+        next_renewal = time.monotonic() + self._interval_seconds
+        while not self._stopping.wait(self._poll_seconds):
             if self._lease_lost.is_set():
                 return
             try:
-                self.beat()
+                if time.monotonic() >= next_renewal:
+                    self.beat()
+                    next_renewal = time.monotonic() + self._interval_seconds
+                else:
+                    self.poll()
             except Exception:
                 # The database may be briefly away; the lease outlives several missed beats.
                 logger.exception("job %s: heartbeat failed", self._job_id)

@@ -95,6 +95,7 @@ class JobRunner:
             attempt.owner,
             lease_seconds=self._settings.lease_seconds,
             interval_seconds=self._settings.heartbeat_seconds,
+            cancel_poll_seconds=self._settings.cancel_poll_seconds,
         )
         with heartbeat:
             try:

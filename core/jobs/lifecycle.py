@@ -113,21 +113,32 @@ def claim(
 def heartbeat(
     session: Session, job_id: str, owner: str, lease_seconds: float, *, now: datetime | None = None
 ) -> LeaseStatus:
-    """Extend the lease while `owner` still holds it; report whether a cancel was requested."""
+    """Extend the lease while `owner` still holds it; report whether a cancel was requested.
+
+    `updated_at` is left alone: it dates the last change a client can see (progress, status),
+    which the API's ETag and ETA are computed from; a lease renewal is not one.
+    """
     now = now or utcnow()
     extended = _update_leased(
         session,
         job_id,
         owner,
         lease_expires_at=now + timedelta(seconds=lease_seconds),
-        updated_at=now,
+        updated_at=Job.updated_at,
     )
     if not extended:
         return LeaseStatus(held=False, cancel_requested=False)
-    cancel_requested = session.execute(
-        select(Job.cancel_requested).where(Job.id == job_id)
-    ).scalar_one()
-    return LeaseStatus(held=True, cancel_requested=bool(cancel_requested))
+    return lease_status(session, job_id, owner)
+
+
+def lease_status(session: Session, job_id: str, owner: str) -> LeaseStatus:
+    """Read-only: does `owner` still hold the job's lease, and was a cancel requested?"""
+    row = session.execute(
+        select(Job.cancel_requested).where(*_lease_clauses(job_id, owner))
+    ).first()
+    if row is None:
+        return LeaseStatus(held=False, cancel_requested=False)
+    return LeaseStatus(held=True, cancel_requested=bool(row.cancel_requested))
 
 
 def record_progress(session: Session, job_id: str, owner: str, progress: ProgressUpdate) -> bool:

@@ -162,3 +162,39 @@ def test_progress_bookkeeping_survives_an_unreachable_database(
     report(Progress(step=1, total=2, losses={"erase": 1.0}, adversarial_concepts={}, elapsed_s=0))
 
     assert "could not record progress" in caplog.text  # logged, and training was not aborted
+
+
+def test_a_cancel_stops_the_run_within_the_poll_period_not_the_lease_renewal_period(
+    worker_settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    settings = worker_settings.model_copy(
+        update={"heartbeat_seconds": 20.0, "lease_seconds": 60.0, "cancel_poll_seconds": 0.2}
+    )
+    job_id = _job(session_factory, iterations=2000)
+    store = LocalArtifactStore(tmp_path / "artifacts")
+
+    def cancel_once_training_runs() -> None:  # what the API's cancel does to a running job
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with session_scope(session_factory) as session:
+                cancelled = session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.progress_step >= 1)
+                    .values(status="cancelling", cancel_requested=True)
+                )
+                if getattr(cancelled, "rowcount", 0) == 1:
+                    return
+            time.sleep(0.05)
+
+    canceller = threading.Thread(target=cancel_once_training_runs)
+    canceller.start()
+    started = time.monotonic()
+    outcome = JobRunner(settings, session_factory, store).run(job_id)
+    canceller.join()
+
+    with session_factory() as session:
+        job = session.get_one(Job, job_id)
+    assert outcome is RunOutcome.CANCELLED and job.status == "cancelled"
+    assert job.progress_step is not None and job.progress_step < 2000
+    assert time.monotonic() - started < 20  # long before the first lease renewal
+    assert not (store.root / job_id).exists()

@@ -127,6 +127,21 @@ def test_heartbeat_extends_only_the_owners_lease_and_reports_cancel(
         job.status, job.cancel_requested = JobStatus.CANCELLING.value, True
     with session_scope(session_factory) as session:
         assert lifecycle.heartbeat(session, job_id, "a", LEASE).cancel_requested
+        assert lifecycle.lease_status(session, job_id, "a").cancel_requested
+        assert not lifecycle.lease_status(session, job_id, "b").held
+
+
+def test_a_lease_renewal_is_not_a_change_clients_see(
+    session_factory: sessionmaker[Session],
+) -> None:
+    job_id = _job(session_factory)
+    _claim(session_factory, job_id, "a")
+    seen = _row(session_factory, job_id).updated_at  # what the API's ETag and ETA derive from
+
+    with session_scope(session_factory) as session:
+        assert lifecycle.heartbeat(session, job_id, "a", LEASE).held
+
+    assert _row(session_factory, job_id).updated_at == seen
 
 
 def test_progress_and_checkpoints_are_written_for_the_owner_only(
