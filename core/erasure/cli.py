@@ -50,6 +50,12 @@ def _print_progress(progress: Progress) -> None:
     )
 
 
+def _run_default(name: str) -> Any:
+    """An ErasureConfig field's default, so the CLI never restates it."""
+    default = ErasureConfig.model_fields[name].default
+    return default.value if isinstance(default, Enum) else default
+
+
 def _choices(enum: type[Enum]) -> click.Choice:
     return click.Choice([m.value for m in enum])
 
@@ -59,15 +65,20 @@ def _choices(enum: type[Enum]) -> click.Choice:
 @click.option(
     "--concept", "concepts", multiple=True, required=True, help="Concept to erase (repeatable)."
 )
-@click.option("--method", type=_choices(Method), default=Method.AP.value, show_default=True)
+@click.option("--method", type=_choices(Method), default=_run_default("method"), show_default=True)
 @click.option(
-    "--train-method", type=_choices(TrainMethod), default=TrainMethod.XATTN.value, show_default=True
+    "--train-method",
+    type=_choices(TrainMethod),
+    default=_run_default("train_method"),
+    show_default=True,
 )
 @_hyperparameter_options
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--seed", type=int, default=_run_default("seed"), show_default=True)
 @click.option(
-    "--precision", type=_choices(Precision), default=Precision.FP32.value, show_default=True
+    "--device", default=_run_default("device"), show_default=True, help="auto, cpu, cuda, cuda:N."
+)
+@click.option(
+    "--precision", type=_choices(Precision), default=_run_default("precision"), show_default=True
 )
 @click.option(
     "--vocabulary",
@@ -77,8 +88,15 @@ def _choices(enum: type[Enum]) -> click.Choice:
 @click.option(
     "--sample-prompt", "sample_prompts", multiple=True, help="Control prompt for the grid."
 )
-@click.option("--checkpoint-every", type=int, default=100, show_default=True)
-@click.option("--checkpoint-total-limit", type=int, default=2, show_default=True)
+@click.option(
+    "--checkpoint-every", type=int, default=_run_default("checkpoint_every"), show_default=True
+)
+@click.option(
+    "--checkpoint-total-limit",
+    type=int,
+    default=_run_default("checkpoint_total_limit"),
+    show_default=True,
+)
 @click.option(
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -87,8 +105,10 @@ def _choices(enum: type[Enum]) -> click.Choice:
     show_default=True,
     help="Where vocabulary embeddings are cached per (model, vocabulary) and reused by later runs.",
 )
-@click.option("--grid-steps", type=int, default=25, show_default=True)
-@click.option("--grid-guidance", type=float, default=7.5, show_default=True)
+@click.option("--grid-steps", type=int, default=_run_default("grid_steps"), show_default=True)
+@click.option(
+    "--grid-guidance", type=float, default=_run_default("grid_guidance"), show_default=True
+)
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 def erase(**options: Any) -> None:
@@ -152,7 +172,7 @@ def apply(model: str, delta: Path, out: Path) -> None:
 @click.command("make-tiny-model")
 @click.argument("path", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--arch", type=click.Choice(["tiny", "sd14"]), default="tiny", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=_run_default("seed"), show_default=True)
 def make_tiny_model(path: Path, arch: str, seed: int) -> None:
     """Write a random-weight Stable Diffusion pipeline (offline tokenizer included)."""
     from core.erasure.tiny import make_tiny_model as make
