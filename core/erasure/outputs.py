@@ -32,7 +32,9 @@ GRID_ADVERSARIAL_ROWS = 2  # top adversarial concepts shown per erased concept
 FINAL_LOSS_WINDOW = 10  # final losses are the mean of the last updates: one update is noisy
 DEFAULT_CONTROL_PROMPTS = ("a photo of a dog", "a house", "a tree")
 _LIBRARIES = ("torch", "diffusers", "transformers", "safetensors", "scikit-learn", "numpy")
-_LABEL_WIDTH = 160
+_LABEL_WIDTH = 160  # pixels left of the images for the prompt
+_LABEL_CHARS = 28  # what fits in _LABEL_WIDTH with PIL's default font
+_HEADER_HEIGHT = 14  # the "base | erased" column titles
 
 
 @dataclass(frozen=True)
@@ -110,12 +112,17 @@ def sample_grid(
     with subset.base_weights():
         base = _generate(pipeline, prompts, grid)
     width, height = base[0].size
-    sheet = Image.new("RGB", (_LABEL_WIDTH + 2 * width, height * len(prompts)), "white")
+    sheet = Image.new(
+        "RGB", (_LABEL_WIDTH + 2 * width, _HEADER_HEIGHT + height * len(prompts)), "white"
+    )
     draw = ImageDraw.Draw(sheet)
+    draw.text((_LABEL_WIDTH + 2, 2), "base", fill="black")
+    draw.text((_LABEL_WIDTH + width + 2, 2), "erased", fill="black")
     for row, (prompt, before, after) in enumerate(zip(prompts, base, erased, strict=True)):
-        draw.text((4, row * height + 4), prompt[:28], fill="black")
-        sheet.paste(before, (_LABEL_WIDTH, row * height))
-        sheet.paste(after, (_LABEL_WIDTH + width, row * height))
+        top = _HEADER_HEIGHT + row * height
+        draw.text((4, top + 4), prompt[:_LABEL_CHARS], fill="black")
+        sheet.paste(before, (_LABEL_WIDTH, top))
+        sheet.paste(after, (_LABEL_WIDTH + width, top))
     return sheet
 
 

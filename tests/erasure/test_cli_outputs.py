@@ -13,6 +13,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from core.cli import main
+from core.erasure.outputs import _HEADER_HEIGHT as HEADER
 from core.erasure.outputs import DEFAULT_CONTROL_PROMPTS, GRID_ADVERSARIAL_ROWS
 from core.erasure.parameters import trained_parameter_names
 from core.hyperparameters import Hyperparameters, TrainMethod
@@ -97,9 +98,9 @@ def test_sample_grid_is_base_left_erased_right(cli_run: tuple[Path, Path, float]
     _, out, _ = cli_run
     grid = Image.open(out / "samples.png")
     rows = 1 + GRID_ADVERSARIAL_ROWS + len(DEFAULT_CONTROL_PROMPTS)
-    assert grid.height == rows * 32  # tiny model: 32×32 images
-    left = grid.crop((grid.width - 64, 0, grid.width - 32, grid.height))
-    right = grid.crop((grid.width - 32, 0, grid.width, grid.height))
+    assert grid.height == HEADER + rows * 32  # tiny model: 32×32 images
+    left = grid.crop((grid.width - 64, HEADER, grid.width - 32, grid.height))
+    right = grid.crop((grid.width - 32, HEADER, grid.width, grid.height))
     assert left.tobytes() != right.tobytes()  # the erased model draws something else
 
 
@@ -130,3 +131,25 @@ def test_apply_rebuilds_the_saved_unet_and_generates(
     pipeline = StableDiffusionPipeline.from_pretrained(tmp_path / "p", safety_checker=None)
     image = pipeline("a cat", num_inference_steps=2, output_type="pil").images[0]
     assert image.size == (32, 32)
+
+
+def test_cli_flags_reach_the_run(tiny_model: Path, tmp_path: Path) -> None:
+    """Generated hyperparameter flags, a vocabulary file and two concepts reach the run."""
+    (tmp_path / "words.txt").write_text("# candidates\ncat\ndog\nhouse\ntree\ncar\ntruck\nchurch\n")
+    args = f"""erase --model {tiny_model} --concept cat --concept church --method ap
+        --train-method xattn_kv --iterations 2 --ddim-steps 4 --k-closest 4 --num-centers 2
+        --adversary-lr 0.05 --loss-space eps --seed 3 --device cpu --grid-steps 1
+        --vocabulary {tmp_path / "words.txt"} --sample-prompt tree --cache-dir {tmp_path / "c"}
+        --out {tmp_path / "o"}""".split()
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    h = manifest["hyperparameters"]
+    assert (h["ddim_steps"], h["k_closest"], h["num_centers"]) == (4, 4, 2)
+    assert (h["adversary_lr"], h["loss_space"], h["lr"]) == (0.05, "eps", 1e-5)  # lr: default
+    assert (manifest["seed"], manifest["train_method"]) == (3, "xattn_kv")
+    assert (manifest["vocabulary"]["source"], manifest["vocabulary"]["size"]) == ("user", 5)
+    report = json.loads((tmp_path / "o" / "adversarial_concepts.json").read_text())
+    words = {"dog", "house", "tree", "car", "truck"}
+    assert set(report) == {"cat", "church"}
+    assert all({c["word"] for c in r["candidates"]} <= words for r in report.values())
