@@ -60,6 +60,8 @@ def local_folder(model: str) -> Path:
                 f"{model!r} is not a diffusers pipeline folder (no model_index.json in it)"
             )
         return path
+    if path.is_absolute() or model.startswith((".", "~")):  # a path, not a hub id
+        raise ModelNotFoundError(f"model folder {model!r} does not exist")
     try:
         from huggingface_hub import snapshot_download
 

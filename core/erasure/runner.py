@@ -115,8 +115,12 @@ def prepare(config: ErasureConfig, base: BaseModel, device: torch.device) -> Pre
         adversaries=adversaries,
         latent_shape=(1, unet.config.in_channels, sample_size, sample_size),
     )
+    if config.method is Method.ESD:
+        source = "none (esd)"
+    else:
+        source = "user" if config.vocabulary is not None else "tokenizer"
     vocabulary = {
-        "source": "user" if config.vocabulary is not None else "tokenizer",
+        "source": source,
         "size": len(words),
         "hash": vocabulary_hash(words),
     }
