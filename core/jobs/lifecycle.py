@@ -85,7 +85,9 @@ def claim(
         from_={JobStatus.QUEUED, JobStatus.RUNNING},
         where=(
             or_(Job.status == JobStatus.QUEUED.value, Job.lease_expires_at < now),
+            # a job whose worker keeps vanishing is failed by the reaper, not retried forever
             Job.attempt < Job.max_attempts,
+            # never start work somebody asked to stop
             Job.cancel_requested.is_(False),
         ),
         lease_owner=owner,
