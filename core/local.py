@@ -32,6 +32,7 @@ from core.settings import Profile, Settings
 
 _POLL_SECONDS = 0.2
 _API_START_TIMEOUT_SECONDS = 60
+_SIGNAL_WAIT_SECONDS = 5  # after a cold-shutdown or kill signal: only the OS is left to act
 
 
 @dataclass
@@ -126,9 +127,9 @@ class LocalStack:
                 if child.wait(self.shutdown_grace_seconds):
                     continue
                 child.signal(signal.SIGQUIT)  # Celery: cold shutdown, the job is interrupted
-                if not child.wait(5):
+                if not child.wait(_SIGNAL_WAIT_SECONDS):
                     child.signal(signal.SIGKILL)
-                    child.wait(5)
+                    child.wait(_SIGNAL_WAIT_SECONDS)
         self._children.clear()
         self.echo("eraser: stopped")
 
