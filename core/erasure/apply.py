@@ -14,8 +14,8 @@ from core.erasure.types import ErasureError
 
 def apply_delta(model: str, delta: Path, out: Path) -> Path:
     """Load `model`, overwrite its UNet parameters with the delta's (same diffusers names), and
-    save the whole pipeline to `out` (safetensors). The base is checked against the delta's
-    recorded content hash only by name: a delta fits any base with the same UNet layout."""
+    save the whole pipeline to `out` (safetensors). Names and shapes must match the base's UNet;
+    whether it is the very base the delta was trained on is `delta_base_hash`'s to tell."""
     folder = local_folder(model)
     delta = Path(delta)
     if not delta.is_file():
