@@ -28,6 +28,7 @@ import click
 import httpx
 
 from core.db import migrate
+from core.queue import ensure_broker_folders
 from core.settings import Profile, Settings
 
 _POLL_SECONDS = 0.2
@@ -82,14 +83,9 @@ class LocalStack:
     def prepare(self) -> Settings:
         """Folders, then the database schema at head (idempotent)."""
         settings = self.settings()
-        broker = self.broker_dir(settings)
-        broker.mkdir(parents=True, exist_ok=True)
+        ensure_broker_folders(settings)
         migrate.upgrade(settings.sqlalchemy_url)
         return settings
-
-    @staticmethod
-    def broker_dir(settings: Settings) -> Path:
-        return settings.resolved_data_dir / "broker"
 
     def run(self) -> int:
         """Start everything, block until Ctrl-C/SIGTERM or a child dies; returns an exit code."""
@@ -149,7 +145,7 @@ class LocalStack:
     def _spawn(self, name: str, arguments: Sequence[str], settings: Settings) -> None:
         process = subprocess.Popen(
             [sys.executable, *arguments],
-            cwd=self.broker_dir(settings),
+            cwd=settings.resolved_data_dir,
             env=self.environment,
             # Own process group: Ctrl-C reaches this supervisor only, which stops the children
             # in order (API before worker) instead of all at once.

@@ -4,6 +4,7 @@ The API never imports `worker` (and so never torch); it needs a Celery client, n
 """
 
 from functools import lru_cache
+from pathlib import Path
 
 from celery import Celery
 
@@ -21,11 +22,24 @@ def _client(broker_url: str, transport_options: tuple[tuple[str, str], ...]) -> 
 
 
 def broker_transport_options(settings: Settings) -> dict[str, str]:
-    """Options both sides must agree on (the filesystem broker needs its folders)."""
+    """Options both sides must agree on. The filesystem broker needs its folders, including the
+    exchange tables (`control_folder`), which kombu otherwise puts in the working directory."""
     if settings.celery_broker_url.startswith("filesystem://"):
-        folder = str(settings.resolved_data_dir / "broker")
-        return {"data_folder_in": folder, "data_folder_out": folder}
+        broker = settings.resolved_data_dir / "broker"
+        messages = str(broker / "messages")
+        return {
+            "data_folder_in": messages,
+            "data_folder_out": messages,
+            "control_folder": str(broker / "control"),
+        }
     return {}
+
+
+def ensure_broker_folders(settings: Settings) -> None:
+    """The filesystem broker fails on a folder that does not exist yet; both sides call this."""
+    for key, folder in broker_transport_options(settings).items():
+        if key.startswith("data_folder") or key == "control_folder":
+            Path(folder).mkdir(parents=True, exist_ok=True)
 
 
 def celery_client(settings: Settings) -> Celery:

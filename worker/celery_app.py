@@ -25,7 +25,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
-from core.queue import RUN_JOB_TASK, broker_transport_options
+from core.queue import RUN_JOB_TASK, broker_transport_options, ensure_broker_folders
 from core.settings import Settings, get_settings
 from worker.reaper import ReaperThread
 
@@ -65,18 +65,11 @@ def ready_file(settings: Settings) -> Path:
 
 
 def create_app(settings: Settings) -> Celery:
-    _ensure_broker_folders(settings)
+    ensure_broker_folders(settings)
     app = Celery("eraser-worker", include=["worker.tasks"])
     app.conf.update(celery_config(settings))
     _connect_lifecycle_signals(app, settings)
     return app
-
-
-def _ensure_broker_folders(settings: Settings) -> None:
-    """The filesystem broker (local profile) fails on a folder that does not exist yet."""
-    for key, folder in broker_transport_options(settings).items():
-        if key.startswith("data_folder"):
-            Path(folder).mkdir(parents=True, exist_ok=True)
 
 
 def _connect_lifecycle_signals(app: Celery, settings: Settings) -> None:

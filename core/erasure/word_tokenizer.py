@@ -10,6 +10,7 @@ tiny models as it does on Stable Diffusion.
 
 import json
 from collections.abc import Iterable, Sequence
+from itertools import pairwise
 from pathlib import Path
 
 END_OF_WORD = "</w>"
@@ -35,10 +36,10 @@ def _byte_symbols() -> list[str]:
 
 def _apply_merges(symbols: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
     """Greedy lowest-rank-first BPE, as CLIP applies it to one word."""
+    unmergeable = len(ranks)
     while len(symbols) > 1:
-        pairs = [(ranks.get(p, 1 << 60), i) for i, p in enumerate(zip(symbols, symbols[1:]))]
-        rank, i = min(pairs)
-        if rank == 1 << 60:
+        rank, i = min((ranks.get(p, unmergeable), i) for i, p in enumerate(pairwise(symbols)))
+        if rank == unmergeable:
             break
         symbols = [*symbols[:i], symbols[i] + symbols[i + 1], *symbols[i + 2 :]]
     return symbols

@@ -38,7 +38,10 @@ def test_the_local_profile_shares_the_filesystem_broker_folders_with_the_api(
     options = celery_config(settings)["broker_transport_options"]
 
     assert options == broker_transport_options(settings)  # what the API publishes with
-    assert options["data_folder_in"] == str(tmp_path.resolve() / "broker")
+    broker = tmp_path.resolve() / "broker"
+    assert options["data_folder_in"] == options["data_folder_out"] == str(broker / "messages")
+    # kombu's default for the exchange tables is the working directory: keep them in data_dir
+    assert options["control_folder"] == str(broker / "control")
 
 
 @pytest.mark.parametrize(
