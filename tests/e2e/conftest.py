@@ -15,7 +15,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from e2e_support import REPO_ROOT, WORKER_ENVIRONMENT, WORKER_START_TIMEOUT_S, WorkerProcess
+from e2e_support import (
+    REPO_ROOT,
+    WORKER_APP,
+    WORKER_ENVIRONMENT,
+    WORKER_START_TIMEOUT_S,
+    WorkerProcess,
+)
 
 from core.queue import celery_client
 from core.registry import add_model
@@ -44,7 +50,8 @@ def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., W
         connection.default_channel.queue_purge(settings.queue_name)
     started: list[WorkerProcess] = []
 
-    def start(**environment: str) -> WorkerProcess:
+    def start(app: str = WORKER_APP, **environment: str) -> WorkerProcess:
+        """A worker of Celery app module `app` (the real one unless a test needs another)."""
         name = f"w{len(started) + 1}-{uuid.uuid4().hex[:6]}"
         ready_file = tmp_path / f"{name}.ready"
         log = tmp_path / f"{name}.log"
@@ -55,7 +62,7 @@ def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., W
             "ERASER_WORKER_READY_FILE": str(ready_file),
         }
         command = [
-            sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+            sys.executable, "-m", "celery", "-A", app, "worker",
             "--loglevel=INFO", "-n", f"{name}@%h", "-Q", settings.queue_name,
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]  # fmt: skip

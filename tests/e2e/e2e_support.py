@@ -40,6 +40,7 @@ WORKER_ENVIRONMENT = {
     "MKL_NUM_THREADS": "1",
 }
 WORKER_START_TIMEOUT_S = 60
+WORKER_APP = "worker.celery_app"  # the production app; tests may start another module's app
 TERMINAL_STATUSES = {"succeeded", "failed", "cancelled"}
 
 
