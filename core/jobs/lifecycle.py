@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from math import isfinite
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.artifacts import StoredArtifact
@@ -93,7 +93,11 @@ def claim(
         lease_owner=owner,
         lease_expires_at=now + timedelta(seconds=lease_seconds),
         attempt=Job.attempt + 1,
-        started_at=now,
+        # `started_at` is the job's first start; the attempt's own clock and starting step (set
+        # by `record_resumed`, or 0 at its first progress) are what the ETA is measured from.
+        started_at=func.coalesce(Job.started_at, now),
+        attempt_started_at=now,
+        attempt_start_step=None,
     )
     if not won:
         return None
@@ -153,6 +157,9 @@ def record_progress(session: Session, job_id: str, owner: str, progress: Progres
         progress_step=progress.step,
         progress_total=progress.total,
         progress_losses=losses,
+        # The engine reports a resume before its first step; progress with no resume recorded
+        # means this attempt started from scratch.
+        attempt_start_step=func.coalesce(Job.attempt_start_step, 0),
         updated_at=utcnow(),
     )
     if written:
@@ -171,8 +178,12 @@ def record_progress(session: Session, job_id: str, owner: str, progress: Progres
 
 
 def record_resumed(session: Session, job_id: str, owner: str, step: int) -> bool:
-    """A `resumed` event: this attempt continues from the checkpoint at `step`."""
-    if not _holds_lease(session, job_id, owner):
+    """A `resumed` event: this attempt continues from the checkpoint at `step`, which is also
+    where its rate (the ETA) counts from. Not a change a client sees by itself: `updated_at`
+    stays."""
+    if not _update_leased(
+        session, job_id, owner, attempt_start_step=step, updated_at=Job.updated_at
+    ):
         return False
     add_event(session, job_id, EventKind.RESUMED, {"step": step})
     return True

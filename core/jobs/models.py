@@ -77,7 +77,12 @@ class Job(Base):
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)  # 1st claim
+    # The current attempt: when it was claimed and the step it started from (its checkpoint's,
+    # 0 for a fresh start, NULL until the attempt says which). The ETA is the rate of this
+    # attempt alone: the time a dead worker spent, and the queue wait, say nothing about it.
+    attempt_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    attempt_start_step: Mapped[int | None] = mapped_column(Integer, default=None)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     last_enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
@@ -137,6 +142,8 @@ class IdempotencyRecord(Base):
     __table_args__ = (
         PrimaryKeyConstraint("principal", "key"),
         CheckConstraint("state IN ('in_flight', 'done')", name="state"),
+        # the reaper's purge of records older than the idempotency TTL
+        Index("ix_idempotency_records_created_at", "created_at"),
     )
 
     principal: Mapped[str] = mapped_column(String(200))

@@ -94,7 +94,9 @@ class ProgressView(BaseModel):
     fraction: float
     losses: dict[str, float] | None = None
     eta_seconds: float | None = Field(
-        None, description="Remaining time at the rate observed so far, as of `updated_at`."
+        None,
+        description="Remaining time at the rate of the current attempt (its own steps over its "
+        "own time, after a resume too), as of `updated_at`; null until that attempt has stepped.",
     )
 
 
@@ -155,19 +157,31 @@ def _progress(job: Job) -> ProgressView | None:
     if job.progress_step is None or not job.progress_total:
         return None
     step, total = job.progress_step, job.progress_total
-    eta: float | None = None
-    # Measured against updated_at (the last progress write), not the wall clock, so that the
-    # representation (and its ETag) only changes when the job does.
-    if job.status == JobStatus.RUNNING and job.started_at is not None and step > 0:
-        elapsed: timedelta = job.updated_at - job.started_at
-        eta = max(elapsed.total_seconds(), 0.0) / step * max(total - step, 0)
     return ProgressView(
         step=step,
         total=total,
         fraction=min(step / total, 1.0),
         losses=job.progress_losses,
-        eta_seconds=eta,
+        eta_seconds=_eta_seconds(job, step, total) if job.status == JobStatus.RUNNING else None,
     )
+
+
+def _eta_seconds(job: Job, step: int, total: int) -> float | None:
+    """Remaining steps at the current attempt's rate: the steps it did since it started (from
+    scratch or from a checkpoint) over the time it took. Time spent by an earlier, dead worker
+    or waiting in the queue says nothing about this one's speed; steps restored from a checkpoint
+    were not done by it. None until the attempt has reported a step of its own.
+
+    Measured against updated_at (the last progress write), not the wall clock, so that the
+    representation (and its ETag) only changes when the job does.
+    """
+    if job.attempt_started_at is None or job.attempt_start_step is None:
+        return None
+    done = step - job.attempt_start_step
+    if done <= 0:
+        return None
+    elapsed: timedelta = job.updated_at - job.attempt_started_at
+    return max(elapsed.total_seconds(), 0.0) / done * max(total - step, 0)
 
 
 class JobPage(BaseModel):

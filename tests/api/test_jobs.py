@@ -79,6 +79,8 @@ def test_progress_reports_step_total_and_eta(alice: httpx.Client, db_session: Se
         JobStatus.RUNNING,
         from_={JobStatus.QUEUED},
         started_at=started,
+        attempt_started_at=started,  # a first attempt, from scratch
+        attempt_start_step=0,
         progress_step=25,
         progress_total=100,
         progress_losses={"erase": 0.5},
