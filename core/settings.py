@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     # died between reserving the key and creating the job; it is released instead of being
     # answered 409 forever.
     idempotency_in_flight_timeout_seconds: float = Field(60, gt=0)
+    # How long an Idempotency-Key is remembered: the reaper deletes records older than this, so
+    # the table does not grow forever. A retry after that creates a new job. Longer than the
+    # in-flight timeout (checked below), or a key could vanish while its request still runs.
+    idempotency_ttl_seconds: float = Field(24 * 3600, gt=0)
 
     @model_validator(mode="after")
     def _time_limits_nest(self) -> "Settings":
@@ -87,6 +91,15 @@ class Settings(BaseSettings):
             )
         if not self.heartbeat_seconds < self.lease_seconds:
             raise ValueError("heartbeat_seconds must be shorter than lease_seconds")
+        return self
+
+    @model_validator(mode="after")
+    def _idempotency_ttl_outlives_in_flight(self) -> "Settings":
+        if not self.idempotency_ttl_seconds > self.idempotency_in_flight_timeout_seconds:
+            raise ValueError(
+                "need idempotency_ttl_seconds > idempotency_in_flight_timeout_seconds, got "
+                f"{self.idempotency_ttl_seconds}, {self.idempotency_in_flight_timeout_seconds}"
+            )
         return self
 
     @cached_property

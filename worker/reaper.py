@@ -1,4 +1,5 @@
-"""The reaper: finds jobs whose worker is gone and gets them moving again.
+"""The reaper: finds jobs whose worker is gone and gets them moving again, and forgets
+Idempotency-Key records older than `ERASER_IDEMPOTENCY_TTL_SECONDS`.
 
 Where it runs, and why: as a daemon thread in the main process of every Celery worker (and so
 also inside `eraser serve`). No Celery beat and no extra service to deploy or keep alive: if no
@@ -28,7 +29,11 @@ def reap_once(settings: Settings) -> ReaperOutcome:
     engine = make_engine(settings.sqlalchemy_url, poolclass=NullPool)
     try:
         with session_scope(make_session_factory(engine)) as session:
-            outcome = reap(session, stale_queued_seconds=settings.requeue_stale_queued_seconds)
+            outcome = reap(
+                session,
+                stale_queued_seconds=settings.requeue_stale_queued_seconds,
+                idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+            )
     finally:
         engine.dispose()
     for job_id in outcome.to_enqueue:
@@ -40,6 +45,12 @@ def reap_once(settings: Settings) -> ReaperOutcome:
             outcome.failed,
             outcome.cancelled,
             outcome.stale_requeued,
+        )
+    if outcome.idempotency_records_purged:
+        logger.info(
+            "reaper: forgot %d Idempotency-Key records older than %ss",
+            outcome.idempotency_records_purged,
+            settings.idempotency_ttl_seconds,
         )
     return outcome
 

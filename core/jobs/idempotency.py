@@ -9,10 +9,10 @@ second job; the record is finished in the same transaction that creates the job,
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete
+from sqlalchemy import CursorResult, delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -125,3 +125,21 @@ def _release_abandoned(
             )
             .execution_options(synchronize_session=False)
         )
+
+
+def purge_expired(session: Session, ttl: timedelta, *, now: datetime | None = None) -> int:
+    """Forget every record created more than `ttl` ago, done or in flight; returns how many.
+
+    Run by the reaper's sweep, in the caller's transaction, so the table holds about one TTL of
+    keys. A done key past its TTL is a key the client may use again (for a new job); an in-flight
+    one that old belongs to a request that died (a retry with the key releases it sooner, see
+    `_release_abandoned`). `Settings` keeps the TTL longer than the in-flight timeout, so a live
+    request never loses its reservation.
+    """
+    cutoff = (now or utcnow()) - ttl
+    result = session.execute(
+        delete(IdempotencyRecord)
+        .where(IdempotencyRecord.created_at < cutoff)
+        .execution_options(synchronize_session=False)
+    )
+    return cast(CursorResult[Any], result).rowcount

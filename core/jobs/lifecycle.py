@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from core.artifacts import StoredArtifact
 from core.db.types import utcnow
+from core.jobs import idempotency
 from core.jobs.events import EventKind, add_event
 from core.jobs.models import Artifact, Checkpoint, Job
 from core.jobs.states import JobStatus, transition
@@ -64,6 +65,7 @@ class ReaperOutcome:
     failed: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     stale_requeued: list[str] = field(default_factory=list)  # queued, message presumed lost
+    idempotency_records_purged: int = 0
 
     @property
     def to_enqueue(self) -> list[str]:
@@ -278,11 +280,13 @@ def reap(
     session: Session,
     *,
     stale_queued_seconds: float,
+    idempotency_ttl_seconds: float | None = None,
     now: datetime | None = None,
 ) -> ReaperOutcome:
     """One sweep. Expired leases: running → queued (attempts left) or failed (`worker_lost`);
     cancelling → cancelled (its worker is gone, nothing to stop). Queued jobs not enqueued for
-    `stale_queued_seconds` are marked re-enqueued now. The caller commits, then enqueues
+    `stale_queued_seconds` are marked re-enqueued now. Idempotency records older than
+    `idempotency_ttl_seconds` are deleted (None keeps them). The caller commits, then enqueues
     `outcome.to_enqueue` (a crash in between is caught by the stale-queued rule next time).
     """
     now = now or utcnow()
@@ -338,6 +342,10 @@ def reap(
                 outcome.failed.append(job_id)
 
     outcome.stale_requeued = _mark_stale_queued(session, now, stale_queued_seconds)
+    if idempotency_ttl_seconds is not None:
+        outcome.idempotency_records_purged = idempotency.purge_expired(
+            session, timedelta(seconds=idempotency_ttl_seconds), now=now
+        )
     return outcome
 
 

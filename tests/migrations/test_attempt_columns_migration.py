@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.db import migrate
@@ -29,7 +29,7 @@ def _insert_job(engine: Engine, job_id: str, status: str) -> None:
     # Only the columns revision 0001 has: the ORM model already maps the new ones.
     with engine.begin() as connection:
         connection.execute(
-            insert(Job.__table__).values(
+            insert(Job).values(
                 id=job_id, principal="alice", status=status, model="demo", concepts=["cat"],
                 method="ap", train_method="xattn", hyperparameters={}, seed=0,
                 sample_prompts=[], metadata={}, attempt=1, max_attempts=3,
@@ -60,8 +60,6 @@ def test_upgrade_dates_the_running_attempt_and_leaves_finished_jobs(database_url
         assert rows["finished-job"].attempt_started_at is None
         assert rows["finished-job"].attempt_start_step is None
         with pytest.raises(IntegrityError), engine.begin() as connection:
-            connection.execute(
-                Job.__table__.update().where(Job.id == "running-job").values(status="bogus")
-            )
+            connection.execute(update(Job).where(Job.id == "running-job").values(status="bogus"))
     finally:
         engine.dispose()
