@@ -14,13 +14,16 @@ import socket
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
 import uvicorn
+from session_queue import delete_queue_keys, purge_messages
 from sqlalchemy import Engine, create_engine, delete, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -96,12 +99,21 @@ def test_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         migrate.upgrade(url)
         yield url
     finally:
+        _delete_session_queue(Settings())
         for key, value in previous.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
         drop_database(name)
+
+
+def _delete_session_queue(settings: Settings) -> None:
+    """The session's queue leaves nothing in the Redis database other sessions share."""
+    try:
+        delete_queue_keys(settings.celery_broker_url, settings.queue_name)
+    except redis.ConnectionError as error:  # a run that never needed Redis (migrations only)
+        warnings.warn(f"could not clean queue {settings.queue_name} up: {error}", stacklevel=1)
 
 
 @pytest.fixture(scope="session")
@@ -119,9 +131,12 @@ def _delete_all_rows(engine: Engine) -> None:
 
 @pytest.fixture
 def settings(test_database_url: str, db_engine: Engine) -> Iterator[Settings]:
-    """Settings of the test session (env), with every table emptied after the test."""
-    yield Settings()
+    """Settings of the test session (env), with every table emptied and the session queue
+    purged after the test: a message left for a deleted job would reach the next test's
+    consumer (a worker, or a test reading the queue) before its own."""
+    yield (settings := Settings())
     _delete_all_rows(db_engine)
+    purge_messages(settings)
 
 
 @pytest.fixture
