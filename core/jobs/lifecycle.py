@@ -14,11 +14,11 @@ from datetime import datetime, timedelta
 from math import isfinite
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import ColumnElement, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.artifacts import StoredArtifact
-from core.db.types import utcnow
+from core.db.types import UTCDateTime, utcnow
 from core.jobs import idempotency
 from core.jobs.events import EventKind, add_event
 from core.jobs.models import Artifact, Checkpoint, Job
@@ -97,7 +97,7 @@ def claim(
         attempt=Job.attempt + 1,
         # `started_at` is the job's first start; the attempt's own clock and starting step (set
         # by `record_resumed`, or 0 at its first progress) are what the ETA is measured from.
-        started_at=func.coalesce(Job.started_at, now),
+        started_at=func.coalesce(Job.started_at, literal(now, UTCDateTime())),
         attempt_started_at=now,
         attempt_start_step=None,
     )
