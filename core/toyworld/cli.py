@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from core.toyworld.paths import DEMO_MODEL_DIR, TOYWORLD_DIR
+from core.toyworld.paths import BUILD_REPORT_FILE, DEMO_MODEL_DIR, TOYWORLD_DIR
 
 
 @click.group()
@@ -58,25 +58,27 @@ def build(seed: int, model_dir: Path, assets_dir: Path, threads: int, quick: boo
     show_default=True,
 )
 @click.option("--images-per-caption", default=10, show_default=True)
-def judge(model_dir: Path, images_per_caption: int) -> None:
+@click.option(
+    "--update-report",
+    is_flag=True,
+    help="Also write the result into the build report's 'generated' section.",
+)
+def judge(model_dir: Path, images_per_caption: int, update_report: bool) -> None:
     """Generate every caption of the world with fixed seeds and print the judged accuracy."""
-    from diffusers import StableDiffusionPipeline
-
-    from core.toyworld.evaluate import SamplingSettings, all_prompts, generate_and_judge, with_ddim
+    from core.toyworld.build import REPORTED_GUIDANCES
+    from core.toyworld.evaluate import SamplingSettings, judge_model
     from core.toyworld.judge import Judge
 
-    pipe = with_ddim(StableDiffusionPipeline.from_pretrained(model_dir))
-    judged = generate_and_judge(
-        pipe,
+    generated = judge_model(
+        model_dir,
         Judge.load(TOYWORLD_DIR),
-        all_prompts(),
         SamplingSettings(images_per_caption=images_per_caption),
+        REPORTED_GUIDANCES,
     )
-    click.echo(
-        json.dumps(
-            {
-                "shape": float(judged.shape_correct().mean()),
-                "colour": float(judged.colour_correct().mean()),
-            }
-        )
-    )
+    click.echo(json.dumps(generated, indent=2))
+    if update_report:
+        report = json.loads(BUILD_REPORT_FILE.read_text())
+        generated["re_evaluated"] = "after the build, by `eraser toyworld judge --update-report`"
+        generated["at_build_time"] = report["accuracy"]["generated"]
+        report["accuracy"]["generated"] = generated
+        BUILD_REPORT_FILE.write_text(json.dumps(report, indent=2))
