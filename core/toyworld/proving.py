@@ -7,6 +7,7 @@ it writes the trained subset, and the `on_checkpoint` hook judges it before trai
 """
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from core.toyworld.recommended import Recommended
 from core.toyworld.world import canonical_caption
 
 DELTA_FILE = "delta.safetensors"  # the engine's shipped trained subset (see core.erasure.types)
+ADVERSARIAL_REPORT_FILE = "adversarial_concepts.json"  # AP only: the candidates and final π
 
 Log = Callable[[str], None]
 
@@ -79,6 +81,7 @@ class Run:
     final: Judged | None = None
     wall_time_s: float = 0.0
     final_losses: dict[str, float] = field(default_factory=dict)
+    adversarial_concepts: Any = None  # the engine's report, kept for reading AP's behaviour
 
     @property
     def final_scores(self) -> Scores:
@@ -90,6 +93,7 @@ class Run:
             "seed": self.seed,
             "wall_time_s": round(self.wall_time_s, 1),
             "final_losses": self.final_losses,
+            "adversarial_concepts": self.adversarial_concepts,
             "final": self.final_scores.as_dict(),
             "curve": [{"step": step, **s.as_dict()} for step, s in self.curve],
         }
@@ -150,6 +154,9 @@ def run_method(
     result = erase(config, out_dir, Hooks(on_checkpoint=on_checkpoint))
     run.wall_time_s = time.monotonic() - started
     run.final_losses = result.final_losses
+    adversarial = out_dir / ADVERSARIAL_REPORT_FILE
+    if adversarial.is_file():
+        run.adversarial_concepts = json.loads(adversarial.read_text())
     run.final = evaluator.judge_with(load_file(out_dir / DELTA_FILE))
     final = score(run.final, concepts)
     run.curve.append((result.steps_completed, final))
