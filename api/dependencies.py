@@ -32,15 +32,8 @@ def _session(context: Annotated[AppContext, Depends(get_context)]) -> Iterator[S
     scope="function": the commit happens before the response is sent, so a client that gets
     a 200 can rely on the write being visible to its next request.
     """
-    session = context.session_factory()
-    try:
+    with session_scope(context.session_factory) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 DbSession = Annotated[Session, Depends(_session, scope="function")]
