@@ -85,10 +85,22 @@ def markdown_table(report: dict[str, Any]) -> str:
     default=RECOMMENDED_FILE,
     show_default=True,
 )
-@click.option("--model", "model_dir", type=click.Path(path_type=Path, exists=True),
-              default=DEMO_MODEL_DIR, show_default=True, help="The toy pipeline folder.")
-@click.option("--judge", "judge_dir", type=click.Path(path_type=Path, exists=True),
-              default=TOYWORLD_DIR, show_default=True, help="Folder of the judge's weights.")
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(path_type=Path, exists=True),
+    default=DEMO_MODEL_DIR,
+    show_default=True,
+    help="The toy pipeline folder.",
+)
+@click.option(
+    "--judge",
+    "judge_dir",
+    type=click.Path(path_type=Path, exists=True),
+    default=TOYWORLD_DIR,
+    show_default=True,
+    help="Folder of the judge's weights.",
+)
 @click.option("--threads", default=1, show_default=True, help="torch CPU threads.")
 def main(
     concept_text: str,

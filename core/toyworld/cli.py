@@ -33,7 +33,7 @@ def toyworld() -> None:
 @click.option("--threads", default=2, show_default=True, help="torch CPU threads.")
 @click.option("--quick", is_flag=True, help="A few steps of everything (checks the wiring).")
 def build(seed: int, model_dir: Path, assets_dir: Path, threads: int, quick: bool) -> None:
-    """Train the toy model and judge from SEED (about 40 minutes on 2 CPU cores)."""
+    """Train the toy model and judge from SEED (30-50 minutes on 2 CPU cores)."""
     from core.toyworld.build import BuildConfig
     from core.toyworld.build import build as run_build
 

@@ -72,9 +72,9 @@ def train_vae(
         posterior = vae.encode(batch).latent_dist
         reconstruction = vae.decode(posterior.sample(generator)).sample
         mse = F.mse_loss(reconstruction, batch)
-        edge = sum(
-            F.l1_loss(a, b) for a, b in zip(_edges(reconstruction), _edges(batch), strict=True)
-        )
+        edge = torch.stack(
+            [F.l1_loss(a, b) for a, b in zip(_edges(reconstruction), _edges(batch), strict=True)]
+        ).sum()
         kl = posterior.kl().mean() / posterior.mean[0].numel()
         loss = mse + spec.edge_weight * edge + spec.kl_weight * kl
         optimizer.zero_grad(set_to_none=True)
@@ -83,7 +83,7 @@ def train_vae(
         scheduler.step()
         if step % 100 == 0 or step == spec.steps - 1:
             log(
-                f"vae {step}/{spec.steps} mse {mse.item():.4f} edge {float(edge):.4f} "
+                f"vae {step}/{spec.steps} mse {mse.item():.4f} edge {edge.item():.4f} "
                 f"kl {kl.item():.2f} {time.monotonic() - started:.0f}s"
             )
     vae.eval()
