@@ -110,9 +110,9 @@ class Settings(BaseSettings):
     def sqlalchemy_url(self) -> str:
         if self.database_url:
             return self.database_url
-        if self.profile is Profile.LOCAL:
+        if self.profile == Profile.LOCAL:
             return f"sqlite:///{self.resolved_data_dir / 'eraser.db'}"
-        if self.profile is Profile.COMPOSE:
+        if self.profile == Profile.COMPOSE:
             return "postgresql+psycopg://eraser:eraser@postgres:5432/eraser"
         return "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -120,9 +120,9 @@ class Settings(BaseSettings):
     def celery_broker_url(self) -> str:
         if self.broker_url:
             return self.broker_url
-        if self.profile is Profile.LOCAL:
+        if self.profile == Profile.LOCAL:
             return "filesystem://"
-        if self.profile is Profile.COMPOSE:
+        if self.profile == Profile.COMPOSE:
             return "redis://redis:6379/0"
         return "redis://127.0.0.1:6379/15"
 

@@ -15,7 +15,7 @@ def in_loss_space(
     eps: torch.Tensor, z: torch.Tensor, alpha_bar: float, space: LossSpace
 ) -> torch.Tensor:
     """A UNet output as the losses compare it: x̂0(ε; z, ᾱ) or ε itself."""
-    return predicted_x0(eps, z, alpha_bar) if space is LossSpace.X0 else eps
+    return predicted_x0(eps, z, alpha_bar) if space == LossSpace.X0 else eps
 
 
 def erasure_target(f_empty: torch.Tensor, f_concept: torch.Tensor, eta: float) -> torch.Tensor:

@@ -46,7 +46,7 @@ def resolve_device(device: str) -> torch.device:
 
 def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager[None]:
     """Mixed precision for forward passes; parameters and optimizer states stay fp32."""
-    if precision is Precision.FP32:
+    if precision == Precision.FP32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=_AUTOCAST_DTYPES[precision])
 

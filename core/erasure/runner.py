@@ -93,7 +93,7 @@ def prepare(config: ErasureConfig, base: BaseModel, device: torch.device) -> Pre
     h = config.hyperparameters
     words: list[str] = []
     adversaries: list[Adversary] = []
-    if config.method is Method.AP:
+    if config.method == Method.AP:
         words = _vocabulary(config, base, concepts)
         adversaries = _adversaries(config, base, concepts, concept_embeddings, words, device)
     unet = pipeline.unet
@@ -115,7 +115,7 @@ def prepare(config: ErasureConfig, base: BaseModel, device: torch.device) -> Pre
         adversaries=adversaries,
         latent_shape=(1, unet.config.in_channels, sample_size, sample_size),
     )
-    if config.method is Method.ESD:
+    if config.method == Method.ESD:
         source = "none (esd)"
     else:
         source = "user" if config.vocabulary is not None else "tokenizer"

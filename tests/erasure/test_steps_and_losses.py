@@ -181,3 +181,15 @@ def test_unet_and_adversary_losses_match_the_paper(tiny_model: Path, trainer: Tr
     )
     with torch.enable_grad():
         assert trainer.adversary_step() == pytest.approx(expected.item(), rel=1e-3)
+
+
+def test_loss_space_accepts_the_plain_strings_an_unvalidated_config_carries() -> None:
+    """`model_copy(update=...)` skips validation, so "x0" may arrive as a str, not the enum."""
+    from core.erasure.losses import in_loss_space
+    from core.hyperparameters import LossSpace
+
+    eps, z = torch.ones(1, 4, 2, 2), torch.zeros(1, 4, 2, 2)
+    for space in (LossSpace.X0, "x0"):
+        assert not torch.equal(in_loss_space(eps, z, 0.5, space), eps)  # type: ignore[arg-type]
+    for space in (LossSpace.EPS, "eps"):
+        assert torch.equal(in_loss_space(eps, z, 0.5, space), eps)  # type: ignore[arg-type]
