@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
 
 from core.toyworld.evaluate import with_ddim
 from core.toyworld.judge import Judge
