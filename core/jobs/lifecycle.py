@@ -223,17 +223,7 @@ def complete(
     )
     if not won:
         return False
-    session.add_all(
-        Artifact(
-            job_id=job_id,
-            name=artifact.name,
-            kind=str(artifact.kind),
-            bytes=artifact.bytes,
-            sha256=artifact.sha256,
-            location=artifact.location,
-        )
-        for artifact in artifacts
-    )
+    session.add_all(Artifact.of(job_id, artifact) for artifact in artifacts)
     add_event(
         session,
         job_id,

@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from core.artifacts.store import StoredArtifact
 from core.db.base import Base
 from core.db.types import UTCDateTime, utcnow
 from core.jobs.status import JobStatus
@@ -123,6 +124,18 @@ class Artifact(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     location: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @classmethod
+    def of(cls, job_id: str, stored: StoredArtifact) -> "Artifact":
+        """The row that records a file the artifact store has just written for `job_id`."""
+        return cls(
+            job_id=job_id,
+            name=stored.name,
+            kind=str(stored.kind),
+            bytes=stored.bytes,
+            sha256=stored.sha256,
+            location=stored.location,
+        )
 
 
 class IdempotencyState:

@@ -28,16 +28,7 @@ def job_with_artifacts(
         source = tmp_path / name.replace("/", "_")
         source.write_bytes(content)
         stored = store.put(job_id, name, source)
-        db_session.add(
-            Artifact(
-                job_id=job_id,
-                name=stored.name,
-                kind=stored.kind,
-                bytes=stored.bytes,
-                sha256=stored.sha256,
-                location=stored.location,
-            )
-        )
+        db_session.add(Artifact.of(job_id, stored))
     db_session.commit()
     return job_id
 

@@ -59,16 +59,7 @@ def _job_with_artifact(client: httpx.Client, settings: Settings, db: Session, tm
     source = tmp / "delta.safetensors"
     source.write_bytes(b"weights")
     stored = get_store(settings).put(job_id, "delta.safetensors", source)
-    db.add(
-        Artifact(
-            job_id=job_id,
-            name=stored.name,
-            kind=stored.kind,
-            bytes=stored.bytes,
-            sha256=stored.sha256,
-            location=stored.location,
-        )
-    )
+    db.add(Artifact.of(job_id, stored))
     db.commit()
     return job_id
 
