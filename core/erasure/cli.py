@@ -105,9 +105,15 @@ def _choices(enum: type[Enum]) -> click.Choice:
     show_default=True,
     help="Where vocabulary embeddings are cached per (model, vocabulary) and reused by later runs.",
 )
-@click.option("--grid-steps", type=int, default=_run_default("grid_steps"), show_default=True)
 @click.option(
-    "--grid-guidance", type=float, default=_run_default("grid_guidance"), show_default=True
+    "--grid-steps",
+    type=int,
+    help="DDIM steps for the sample grid. Default: the model's sampling_defaults.json, else 25.",
+)
+@click.option(
+    "--grid-guidance",
+    type=float,
+    help="CFG scale for the sample grid. Default: the model's sampling_defaults.json, else 7.5.",
 )
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))

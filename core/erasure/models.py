@@ -2,6 +2,7 @@
 
 import contextlib
 import hashlib
+import json
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +18,39 @@ from core.hyperparameters import Precision
 _AUTOCAST_DTYPES = {Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}
 _HASH_CHUNK_BYTES = 1 << 20
 _CPU_OOM_MESSAGE = "can't allocate memory"
+# Optional file in a pipeline folder: how that model samples well, in diffusers' argument names.
+SAMPLING_DEFAULTS_FILE = "sampling_defaults.json"
+
+
+@dataclass(frozen=True)
+class SamplingDefaults:
+    """Steps and CFG scale for the model's sample grid. SD 1.x's usual 25 DDIM steps at CFG 7.5,
+    unless the folder's `sampling_defaults.json` says otherwise (e.g. the toy model, which
+    over-saturates above CFG 3): {"num_inference_steps": 20, "guidance_scale": 3.0}."""
+
+    steps: int = 25
+    guidance: float = 7.5
+
+    @classmethod
+    def load(cls, folder: Path) -> "SamplingDefaults":
+        file = folder / SAMPLING_DEFAULTS_FILE
+        if not file.is_file():
+            return cls()
+        try:
+            raw = json.loads(file.read_text())
+            defaults = cls(
+                steps=int(raw.get("num_inference_steps", cls.steps)),
+                guidance=float(raw.get("guidance_scale", cls.guidance)),
+            )
+        except (ValueError, TypeError, AttributeError) as error:
+            raise ModelNotFoundError(f"{file} is not valid sampling defaults: {error}") from error
+        if defaults.steps < 1 or defaults.guidance < 0:
+            raise ModelNotFoundError(f"{file}: steps must be ≥ 1 and guidance ≥ 0, got {raw}")
+        return defaults
+
+    def save(self, folder: Path) -> None:
+        payload = {"num_inference_steps": self.steps, "guidance_scale": self.guidance}
+        (folder / SAMPLING_DEFAULTS_FILE).write_text(json.dumps(payload, indent=2) + "\n")
 
 
 @dataclass
@@ -29,6 +63,7 @@ class BaseModel:
     folder: Path  # local folder holding the files (a hub snapshot for hub ids)
     model_id: str  # as the user gave it
     content_hash: str  # sha256 over every file of the folder, names included
+    sampling: SamplingDefaults
 
 
 def resolve_device(device: str) -> torch.device:
@@ -114,7 +149,9 @@ def load_base_model(model: str, device: torch.device) -> BaseModel:
     for module in (pipeline.unet, pipeline.text_encoder, pipeline.vae):
         module.requires_grad_(False)
         module.eval()
-    return BaseModel(pipeline, scheduler, folder, model, content_hash(folder))
+    return BaseModel(
+        pipeline, scheduler, folder, model, content_hash(folder), SamplingDefaults.load(folder)
+    )
 
 
 @contextlib.contextmanager

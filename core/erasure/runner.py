@@ -138,7 +138,12 @@ def prepare(config: ErasureConfig, base: BaseModel, device: torch.device) -> Pre
 
 
 def _manifest(
-    config: ErasureConfig, base: BaseModel, run: PreparedRun, trainer: Trainer, wall_s: float
+    config: ErasureConfig,
+    base: BaseModel,
+    run: PreparedRun,
+    trainer: Trainer,
+    grid: GridSettings,
+    wall_s: float,
 ) -> dict[str, Any]:
     return {
         "base_model": {"id": base.model_id, "content_hash": base.content_hash},
@@ -156,7 +161,19 @@ def _manifest(
         "training_time_s": trainer.log[-1]["elapsed_s"] if trainer.log else 0.0,
         "wall_time_s": wall_s,
         "final_losses": final_losses(trainer.log),
+        "sample_grid": {"steps": grid.steps, "guidance": grid.guidance, "seed": grid.seed},
     }
+
+
+def _grid_settings(config: ErasureConfig, base: BaseModel) -> GridSettings:
+    """The config's grid settings where given, else the model's own sampling defaults."""
+    steps, guidance = config.grid_steps, config.grid_guidance
+    return GridSettings(
+        steps=base.sampling.steps if steps is None else steps,
+        guidance=base.sampling.guidance if guidance is None else guidance,
+        seed=config.seed,
+        control_prompts=config.sample_prompts or DEFAULT_CONTROL_PROMPTS,
+    )
 
 
 def _progress(record: dict[str, Any], total: int) -> Progress:
@@ -236,13 +253,8 @@ def erase(
                 final_losses=result_losses,
                 wall_time_s=time.perf_counter() - started,
             )
-        grid = GridSettings(
-            steps=config.grid_steps,
-            guidance=config.grid_guidance,
-            seed=config.seed,
-            control_prompts=config.sample_prompts or DEFAULT_CONTROL_PROMPTS,
-        )
-        manifest = _manifest(config, base, run, trainer, time.perf_counter() - started)
+        grid = _grid_settings(config, base)
+        manifest = _manifest(config, base, run, trainer, grid, time.perf_counter() - started)
         outputs = write_outputs(
             out_dir,
             pipeline=base.pipeline,

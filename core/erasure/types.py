@@ -29,8 +29,9 @@ class ErasureConfig(BaseModel):
     checkpoint_every: int = Field(100, ge=0, description="Updates between checkpoints; 0 = none.")
     checkpoint_total_limit: int = Field(2, ge=1, description="Checkpoints kept (newest).")
     cache_dir: Path | None = Field(None, description="Vocabulary-embedding cache; None = none.")
-    grid_steps: int = Field(25, ge=1, description="DDIM steps for the before/after grid.")
-    grid_guidance: float = Field(7.5, ge=0, description="CFG scale for the before/after grid.")
+    # None: the model's own defaults (its folder's sampling_defaults.json, else SD's 25 / 7.5).
+    grid_steps: int | None = Field(None, ge=1, description="DDIM steps for the sample grid.")
+    grid_guidance: float | None = Field(None, ge=0, description="CFG scale for the sample grid.")
 
 
 @dataclass(frozen=True)

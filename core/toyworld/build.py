@@ -22,6 +22,7 @@ import torch
 import transformers
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
 
+from core.erasure.models import SamplingDefaults
 from core.toyworld import models
 from core.toyworld.evaluate import SamplingSettings, judge_model
 from core.toyworld.judge import JudgeTraining, accuracy, train_judge
@@ -141,6 +142,8 @@ def build(config: BuildConfig, model_dir: Path, assets_dir: Path, log: Log) -> d
     if model_dir.exists():
         shutil.rmtree(model_dir)
     pipe.save_pretrained(model_dir, safe_serialization=True)
+    # The engine's sample grids then use the setting this model is judged at, not SD's CFG 7.5.
+    SamplingDefaults(steps=config.sampling.steps, guidance=config.sampling.guidance).save(model_dir)
     judge.save(assets_dir)
 
     generated = judge_model(model_dir, judge, config.sampling, REPORTED_GUIDANCES)

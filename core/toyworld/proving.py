@@ -115,8 +115,6 @@ def erasure_config(
         checkpoint_every=recommended.eval_every,
         checkpoint_total_limit=1,
         sample_prompts=[canonical_caption("square", "blue"), canonical_caption("ring", "green")],
-        grid_steps=recommended.sampling.steps,
-        grid_guidance=recommended.sampling.guidance,
     )
 
 

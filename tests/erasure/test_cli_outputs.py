@@ -64,6 +64,8 @@ def test_manifest_records_the_run(cli_run: tuple[Path, Path, float]) -> None:
     assert {"torch", "diffusers", "transformers"} <= set(manifest["libraries"])
     assert manifest["wall_time_s"] > 0
     assert {"erase", "preserve", "adversary", "loss"} <= set(manifest["final_losses"])
+    # the tiny model has no sampling_defaults.json: SD's usual grid settings
+    assert manifest["sample_grid"] == {"steps": 25, "guidance": 7.5, "seed": 0}
 
 
 def test_delta_holds_only_the_trained_subset(cli_run: tuple[Path, Path, float]) -> None:

@@ -8,10 +8,12 @@ from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
 from transformers import CLIPTextModel
 
+from core.erasure.models import SamplingDefaults
 from core.erasure.vocabulary import tokenizer_words
 from core.toyworld.evaluate import SamplingSettings, all_prompts, generate_and_judge
 from core.toyworld.judge import Judge, accuracy
 from core.toyworld.paths import BUILD_REPORT_FILE, DEMO_MODEL_DIR
+from core.toyworld.recommended import Recommended
 from core.toyworld.training import images_to_tensor
 from core.toyworld.world import COLOUR_NAMES, SHAPES, VOCABULARY, make_dataset
 
@@ -26,6 +28,14 @@ def test_demo_folder_is_a_stable_diffusion_pipeline() -> None:
     assert pipe.scheduler.config.beta_schedule == "scaled_linear"
     weights = sorted(p.name for p in DEMO_MODEL_DIR.rglob("*.safetensors"))
     assert weights == ["diffusion_pytorch_model.safetensors"] * 2 + ["model.safetensors"]
+
+
+def test_demo_model_samples_its_grids_at_the_setting_it_is_judged_at() -> None:
+    """SD's CFG 7.5 over-saturates this model; its folder says so for the engine's grids."""
+    judged_at = Recommended.load().sampling
+    assert SamplingDefaults.load(DEMO_MODEL_DIR) == SamplingDefaults(
+        steps=judged_at.steps, guidance=judged_at.guidance
+    )
 
 
 def test_every_toy_word_is_one_token_and_the_candidates_are_the_worlds_words(
