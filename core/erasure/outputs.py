@@ -35,6 +35,7 @@ _LIBRARIES = ("torch", "diffusers", "transformers", "safetensors", "scikit-learn
 _LABEL_WIDTH = 160  # pixels left of the images for the prompt
 _LABEL_CHARS = 28  # what fits in _LABEL_WIDTH with PIL's default font
 _HEADER_HEIGHT = 14  # the "base | erased" column titles
+_MIN_CELL = 96  # smaller samples (toy models) are enlarged by a whole factor to be visible
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,11 @@ def sample_grid(
     erased = _generate(pipeline, prompts, grid)
     with subset.base_weights():
         base = _generate(pipeline, prompts, grid)
+    factor = -(-_MIN_CELL // min(base[0].size))  # ceil; 1 for SD's 512 px samples
+    if factor > 1:
+        size = (base[0].width * factor, base[0].height * factor)
+        base = [image.resize(size, Image.Resampling.NEAREST) for image in base]
+        erased = [image.resize(size, Image.Resampling.NEAREST) for image in erased]
     width, height = base[0].size
     sheet = Image.new(
         "RGB", (_LABEL_WIDTH + 2 * width, _HEADER_HEIGHT + height * len(prompts)), "white"

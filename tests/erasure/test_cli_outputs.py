@@ -100,9 +100,10 @@ def test_sample_grid_is_base_left_erased_right(cli_run: tuple[Path, Path, float]
     _, out, _ = cli_run
     grid = Image.open(out / "samples.png")
     rows = 1 + GRID_ADVERSARIAL_ROWS + len(DEFAULT_CONTROL_PROMPTS)
-    assert grid.height == HEADER + rows * 32  # tiny model: 32×32 images
-    left = grid.crop((grid.width - 64, HEADER, grid.width - 32, grid.height))
-    right = grid.crop((grid.width - 32, HEADER, grid.width, grid.height))
+    cell = 96  # the tiny model's 32×32 images, enlarged 3× to be visible
+    assert grid.height == HEADER + rows * cell
+    left = grid.crop((grid.width - 2 * cell, HEADER, grid.width - cell, grid.height))
+    right = grid.crop((grid.width - cell, HEADER, grid.width, grid.height))
     assert left.tobytes() != right.tobytes()  # the erased model draws something else
 
 
