@@ -32,18 +32,19 @@ from core.toyworld.paths import RECOMMENDED_FILE
 
 
 def demo_job() -> dict[str, Any]:
-    """Erase `red` from the built-in toy model with the settings measured to work on it
-    (docs/quality.md: `recommended.json`, at the demo's update count: about a minute on a CPU)."""
+    """Erase the shape `ring` from the built-in toy model with the settings measured to work on
+    it (docs/quality.md: `recommended.json`, at the demo's update count: about a minute on a
+    CPU). The grid shows rings gone, in any colour, and circles, squares and stars kept."""
     recommended = json.loads(RECOMMENDED_FILE.read_text())
     hyperparameters = {**recommended["hyperparameters"], **recommended["demo"]}
     return {
         "model": "demo",
-        "concepts": ["red"],
+        "concepts": ["ring"],
         "method": "ap",
         "train_method": recommended["train_method"],
         "hyperparameters": hyperparameters,
         "seed": 0,
-        "sample_prompts": ["a red circle", "a blue square", "a green star"],
+        "sample_prompts": ["a green ring", "a green circle", "a blue square", "a red star"],
         "metadata": {"source": "make demo"},
     }
 

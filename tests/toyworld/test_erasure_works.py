@@ -1,10 +1,10 @@
 """CI check that erasure works at all, on the committed toy model: a short AP run (the demo's
-settings from recommended.json) must make the erased concept's prompts stop producing it while
-the other concepts of its kind stay recognisable.
+settings from recommended.json) must make the erased shape's prompts stop producing it while the
+other shapes stay recognisable.
 
-The issue asks this of a shape; on this toy model a short run does not erase shapes well enough
-(docs/quality.md §5: the shape word's hidden state in a caption is far from the bare word's), so
-the check runs on a colour, which the same settings do erase."""
+The shape is `ring`. Not every shape erases this well in 100 updates: docs/quality.md §4b has
+the table for all six, and why circle and square, the shapes the judge falls back on for a
+damaged picture, score lowest."""
 
 from pathlib import Path
 
@@ -20,11 +20,11 @@ from core.toyworld.metrics import score
 from core.toyworld.paths import DEMO_MODEL_DIR
 from core.toyworld.recommended import Recommended
 
-CONCEPT = "red"
+CONCEPT = "ring"
 JUDGED = SamplingSettings(images_per_caption=4, first_seed=500)
 
 
-def test_short_ap_erasure_removes_red_and_keeps_other_colours(
+def test_short_ap_erasure_removes_a_shape_and_keeps_the_other_shapes(
     tmp_path: Path, demo_pipeline: StableDiffusionPipeline, judge: Judge
 ) -> None:
     recommended = Recommended.load()
@@ -41,8 +41,6 @@ def test_short_ap_erasure_removes_red_and_keeps_other_colours(
             seed=0,
             device="cpu",
             checkpoint_every=0,
-            grid_steps=recommended.sampling.steps,
-            grid_guidance=recommended.sampling.guidance,
         ),
         tmp_path,
     )
@@ -55,3 +53,6 @@ def test_short_ap_erasure_removes_red_and_keeps_other_colours(
 
     assert after.esr - before.esr >= 50, (before.esr, after.esr)
     assert before.psr - after.psr <= 15, (before.psr, after.psr)
+    # Colours are not what was erased; they must survive too.
+    assert before.psr_other_axis is not None and after.psr_other_axis is not None
+    assert before.psr_other_axis - after.psr_other_axis <= 15, (before, after)

@@ -1,5 +1,5 @@
-"""The bench script end to end (quick mode): real engine runs on the committed model, a JSON
-report, a grid and a trade-off plot."""
+"""The bench scripts end to end (short runs): real engine runs on the committed model, a JSON
+report, a grid and a trade-off plot; the concept sweep's per-concept table."""
 
 import json
 import runpy
@@ -9,33 +9,29 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "proving_ground.py"
+BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
+
+
+def _run_script(name: str, *args: str) -> None:
+    script = BENCH_DIR / name
+    argv = sys.argv
+    sys.argv = [str(script), *args]
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = argv
+    if exit_info.value.code not in (0, None):
+        raise SystemExit(exit_info.value.code)
 
 
 def _bench(*args: str) -> None:
-    argv = sys.argv
-    sys.argv = [str(BENCH), *args]
-    try:
-        runpy.run_path(str(BENCH), run_name="__main__")
-    finally:
-        sys.argv = argv
+    _run_script("proving_ground.py", *args)
 
 
 def test_quick_bench_on_a_shape_and_a_colour_writes_report_grid_and_plot(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
-    with pytest.raises(SystemExit) as exit_info:
-        _bench(
-            "--concept",
-            "circle,red",
-            "--methods",
-            "esd",
-            "--seeds",
-            "1",
-            "--quick",
-            "--out",
-            str(out),
-        )
-    assert exit_info.value.code in (0, None)
+    _bench("--concept", "circle,red", "--methods", "esd", "--seeds", "1", "--quick", f"--out={out}")
     report = json.loads(out.read_text())
     assert report["concepts"] == ["circle", "red"]
     run = report["methods"]["esd"]["runs"][0]
@@ -50,3 +46,24 @@ def test_bench_refuses_a_concept_outside_the_world(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         _bench("--concept", "dog", "--out", str(tmp_path / "r.json"))
     assert exit_info.value.code == 2
+
+
+def test_concept_sweep_reports_each_concept_against_the_base_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "sweep.json"
+    _run_script(
+        "concept_sweep.py",
+        *("--concepts", "ring,red", "--methods", "esd", "--seeds", "1", "--iterations", "2"),
+        *("--out", str(out)),
+    )
+    sweep = json.loads(out.read_text())
+    assert sweep["iterations"] == 2
+    assert list(sweep["reports"]) == ["ring", "red"]  # each erased on its own
+    for concept, report in sweep["reports"].items():
+        assert report["concepts"] == [concept]
+        run = report["methods"]["esd"]["runs"][0]
+        assert [point["step"] for point in run["curve"]] == [0, 2]  # base and final only
+    table = capsys.readouterr().out
+    rows = [line for line in table.splitlines() if line.startswith(("| ring", "| red"))]
+    assert len(rows) == 2 and all(row.endswith("/1 |") for row in rows)
