@@ -10,7 +10,6 @@ change in ESR and in PSR (same axis, other axis) against the base model, mean ±
 and how many runs meet the CI test's bar (ESR up ≥ 50 points, same-axis PSR down ≤ 15).
 """
 
-import dataclasses
 import json
 import sys
 import tempfile
@@ -22,10 +21,9 @@ import click
 import numpy as np
 import torch
 
-from core.hyperparameters import Method
 from core.toyworld.metrics import parse_concepts
 from core.toyworld.paths import DEMO_MODEL_DIR, RECOMMENDED_FILE, TOYWORLD_DIR
-from core.toyworld.proving import BenchSettings, run_bench
+from core.toyworld.proving import BenchSettings, parse_methods, run_bench
 from core.toyworld.recommended import Recommended
 from core.toyworld.world import SHAPES
 
@@ -87,17 +85,12 @@ def main(
 ) -> None:
     torch.set_num_threads(threads)
     try:
-        concepts = parse_concepts(concept_text)
-        method_list = [Method(m.strip()) for m in methods.split(",") if m.strip()]
+        concepts, method_list = parse_concepts(concept_text), parse_methods(methods)
     except ValueError as error:
         raise click.BadParameter(str(error)) from error
     recommended = Recommended.load(RECOMMENDED_FILE)
     updates = iterations or recommended.demo_iterations
-    recommended = dataclasses.replace(
-        recommended,
-        hyperparameters=recommended.hyperparameters.model_copy(update={"iterations": updates}),
-        eval_every=updates,  # the final model only
-    )
+    recommended = recommended.with_iterations(updates, eval_every=updates)  # final model only
     started = time.monotonic()
 
     def log(line: str) -> None:

@@ -20,11 +20,10 @@ from typing import Any
 import click
 import torch
 
-from core.hyperparameters import Method
 from core.toyworld.figures import before_after_grid, grid_prompts, tradeoff_plot
 from core.toyworld.metrics import parse_concepts
 from core.toyworld.paths import DEMO_MODEL_DIR, RECOMMENDED_FILE, TOYWORLD_DIR
-from core.toyworld.proving import BenchSettings, run_bench
+from core.toyworld.proving import BenchSettings, parse_methods, run_bench
 from core.toyworld.recommended import Recommended
 
 _QUICK_ITERATIONS = 20
@@ -115,21 +114,16 @@ def main(
 ) -> None:
     torch.set_num_threads(threads)
     try:
-        concepts = parse_concepts(concept_text)
-        method_list = [Method(m.strip()) for m in methods.split(",") if m.strip()]
+        concepts, method_list = parse_concepts(concept_text), parse_methods(methods)
     except ValueError as error:
         raise click.BadParameter(str(error)) from error
     recommended = Recommended.load(recommended_file)
     if quick:
         recommended = dataclasses.replace(
-            recommended,
-            hyperparameters=recommended.hyperparameters.model_copy(
-                update={"iterations": _QUICK_ITERATIONS}
-            ),
+            recommended.with_iterations(_QUICK_ITERATIONS, eval_every=_QUICK_ITERATIONS // 2),
             sampling=dataclasses.replace(
                 recommended.sampling, images_per_caption=_QUICK_IMAGES_PER_CAPTION
             ),
-            eval_every=_QUICK_ITERATIONS // 2,
         )
     out = out or Path(tempfile.mkdtemp(prefix="proving-")) / "report.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -99,6 +99,14 @@ class Run:
         }
 
 
+def parse_methods(text: str) -> list[Method]:
+    """'esd, ap' → [Method.ESD, Method.AP]; a ValueError names anything that is not a method."""
+    methods = [Method(m.strip()) for m in text.split(",") if m.strip()]
+    if not methods:
+        raise ValueError("no method given")
+    return methods
+
+
 def erasure_config(
     model_dir: Path, concepts: list[str], method: Method, seed: int, recommended: Recommended
 ) -> ErasureConfig:

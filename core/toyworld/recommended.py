@@ -1,6 +1,7 @@
 """The erasure settings chosen once for the toy model, shared by the bench, the CI test and the
 demo (read from `core/assets/toyworld/recommended.json`)."""
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,4 +33,12 @@ class Recommended:
             ),
             eval_every=evaluation["eval_every"],
             demo_iterations=raw["demo"]["iterations"],
+        )
+
+    def with_iterations(self, iterations: int, eval_every: int | None = None) -> "Recommended":
+        """The same settings run for `iterations` updates (judged every `eval_every`)."""
+        return dataclasses.replace(
+            self,
+            hyperparameters=self.hyperparameters.model_copy(update={"iterations": iterations}),
+            eval_every=self.eval_every if eval_every is None else eval_every,
         )

@@ -28,16 +28,14 @@ def test_short_ap_erasure_removes_a_shape_and_keeps_the_other_shapes(
     tmp_path: Path, demo_pipeline: StableDiffusionPipeline, judge: Judge
 ) -> None:
     recommended = Recommended.load()
-    hyperparameters = recommended.hyperparameters.model_copy(
-        update={"iterations": recommended.demo_iterations}
-    )
+    recommended = recommended.with_iterations(recommended.demo_iterations)
     result = erase(
         ErasureConfig(
             model=str(DEMO_MODEL_DIR),
             concepts=[CONCEPT],
             method=Method.AP,
             train_method=recommended.train_method,
-            hyperparameters=hyperparameters,
+            hyperparameters=recommended.hyperparameters,
             seed=0,
             device="cpu",
             checkpoint_every=0,
