@@ -3,6 +3,8 @@
 import contextlib
 import hashlib
 import json
+import os
+import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ _HASH_CHUNK_BYTES = 1 << 20
 _CPU_OOM_MESSAGE = "can't allocate memory"
 # Optional file in a pipeline folder: how that model samples well, in diffusers' argument names.
 SAMPLING_DEFAULTS_FILE = "sampling_defaults.json"
+CONTENT_HASH_DIR = "content-hashes"  # under a cache_dir: one small file per folder state
 
 
 @dataclass(frozen=True)
@@ -108,11 +111,35 @@ def local_folder(model: str) -> Path:
         ) from error
 
 
-def content_hash(folder: Path) -> str:
+def content_hash(folder: Path, cache_dir: Path | None = None) -> str:
     """sha256 of the folder's files (relative names and bytes), so caches and manifests name
-    the exact weights a run used, not a path that may later hold something else."""
+    the exact weights a run used, not a path that may later hold something else.
+
+    Reading gigabytes for every job is slow on network disks, so with a `cache_dir` the digest
+    is remembered per (path, size, modification time) of every file and the files are read only
+    when one of those changed, the bet git's index makes."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    if cache_dir is None:
+        return _hash_files(folder, files)
+    listing = hashlib.sha256()
+    for file in files:
+        stat = file.stat()
+        listing.update(f"{file.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    entry = cache_dir / CONTENT_HASH_DIR / listing.hexdigest()
+    if entry.is_file():
+        return entry.read_text().strip()
+    digest = _hash_files(folder, files)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=entry.parent, suffix=".tmp")
+    with os.fdopen(handle, "w") as out:
+        out.write(digest)
+    os.replace(temp, entry)  # atomic: concurrent jobs never read half a digest
+    return digest
+
+
+def _hash_files(folder: Path, files: list[Path]) -> str:
     digest = hashlib.sha256()
-    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for file in files:
         digest.update(file.relative_to(folder).as_posix().encode() + b"\0")
         with file.open("rb") as handle:
             while chunk := handle.read(_HASH_CHUNK_BYTES):
@@ -120,7 +147,7 @@ def content_hash(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def load_base_model(model: str, device: torch.device) -> BaseModel:
+def load_base_model(model: str, device: torch.device, cache_dir: Path | None = None) -> BaseModel:
     """Load the pipeline in fp32 on `device`, every weight frozen (training unfreezes a subset)."""
     folder = local_folder(model)
     try:
@@ -150,7 +177,12 @@ def load_base_model(model: str, device: torch.device) -> BaseModel:
         module.requires_grad_(False)
         module.eval()
     return BaseModel(
-        pipeline, scheduler, folder, model, content_hash(folder), SamplingDefaults.load(folder)
+        pipeline,
+        scheduler,
+        folder,
+        model,
+        content_hash(folder, cache_dir),
+        SamplingDefaults.load(folder),
     )
 
 

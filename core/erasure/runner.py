@@ -219,7 +219,7 @@ def erase(
     device = resolve_device(config.device)
     total = config.hyperparameters.iterations
     with translate_oom(device):
-        base = load_base_model(config.model, device)
+        base = load_base_model(config.model, device, config.cache_dir)
         run = prepare(config, base, device)
         trainer = Trainer(run.setup, config.seed)
         resumed_from = _start(out_dir, run, trainer, resume, hooks)

@@ -28,7 +28,9 @@ class ErasureConfig(BaseModel):
     sample_prompts: list[str] = Field(default_factory=list, description="Control prompts (grid).")
     checkpoint_every: int = Field(100, ge=0, description="Updates between checkpoints; 0 = none.")
     checkpoint_total_limit: int = Field(2, ge=1, description="Checkpoints kept (newest).")
-    cache_dir: Path | None = Field(None, description="Vocabulary-embedding cache; None = none.")
+    cache_dir: Path | None = Field(
+        None, description="Vocabulary embeddings and model content hashes; None = no cache."
+    )
     # None: the model's own defaults (its folder's sampling_defaults.json, else SD's 25 / 7.5).
     grid_steps: int | None = Field(None, ge=1, description="DDIM steps for the sample grid.")
     grid_guidance: float | None = Field(None, ge=0, description="CFG scale for the sample grid.")

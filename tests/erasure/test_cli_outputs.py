@@ -42,6 +42,7 @@ def cli_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, float
     assert erased.exit_code == 0, erased.output
     assert "[10/10]" in erased.output and "succeeded" in erased.output
     assert len(list((root / "cache").glob("embeddings-*.safetensors"))) == 1  # reused next time
+    assert len(list((root / "cache" / "content-hashes").iterdir())) == 1  # so is the model hash
     return root / "m", root / "o", time.perf_counter() - started
 
 
