@@ -12,21 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from fast_job import FAST_HYPERPARAMETERS
 from httpx_sse import connect_sse
 
 from core.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-# Few updates, a 4-step DDIM sampler and a small candidate set: every code path of a real AP
-# run, in seconds on a CPU.
-FAST_HYPERPARAMETERS: dict[str, Any] = {
-    "iterations": 20,
-    "ddim_steps": 4,
-    "k_closest": 50,
-    "num_centers": 5,
-    "vocabulary_size": 200,
-}
 
 WORKER_ENVIRONMENT = {
     "ERASER_WORKER_DEVICE": "cpu",

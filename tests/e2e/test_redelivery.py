@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 import httpx
 from e2e_support import (
-    FAST_HYPERPARAMETERS,
     WorkerProcess,
     artifact_manifest,
     create_job,
@@ -20,6 +19,7 @@ from e2e_support import (
     wait_for_event,
     wait_for_log,
 )
+from fast_job import FAST_HYPERPARAMETERS
 
 from core.settings import Settings
 

@@ -5,9 +5,9 @@ import hashlib
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
+from fast_job import FAST_HYPERPARAMETERS, PUBLISHED_ARTIFACTS
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,16 +17,6 @@ from core.jobs.models import Artifact, Job, JobEvent
 from core.settings import Settings
 from worker.job_runner import JobRunner, RunOutcome, work_dir
 
-# Few updates, a 4-step DDIM sampler and a small candidate set: every code path of a real AP run,
-# in seconds. Checkpoints every 5 updates give resume something to find.
-FAST_HYPERPARAMETERS: dict[str, Any] = {
-    "iterations": 20,
-    "ddim_steps": 4,
-    "k_closest": 50,
-    "num_centers": 5,
-    "vocabulary_size": 200,
-}
-
 
 @pytest.fixture
 def worker_settings(settings: Settings, tiny_model: Path) -> Settings:
@@ -34,7 +24,7 @@ def worker_settings(settings: Settings, tiny_model: Path) -> Settings:
         update={
             "models": {"tiny": str(tiny_model)},
             "worker_device": "cpu",
-            "checkpoint_every": 5,
+            "checkpoint_every": 5,  # gives resume something to find within 20 updates
             "heartbeat_seconds": 0.2,
             "lease_seconds": 5.0,
             "progress_interval_seconds": 0.0,
@@ -79,15 +69,7 @@ def test_a_delivery_runs_the_job_publishes_every_output_and_a_duplicate_does_not
     assert job.status == "succeeded" and job.attempt == 1
     assert job.result is not None and job.result["steps_completed"] == 20
     assert (job.progress_step, job.progress_total) == (20, 20)
-    assert {
-        "delta.safetensors",
-        "unet/config.json",
-        "unet/diffusion_pytorch_model.safetensors",
-        "manifest.json",
-        "adversarial_concepts.json",
-        "training_log.jsonl",
-        "samples.png",
-    } <= set(stored)
+    assert set(stored) >= PUBLISHED_ARTIFACTS
     store = get_store(worker_settings)
     for artifact in stored.values():
         with store.open(artifact.location) as reader:
