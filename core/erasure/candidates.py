@@ -12,6 +12,9 @@ import torch
 from sklearn.cluster import KMeans
 
 _KMEANS_INITS = 10
+# k-means' own initialisation seed, fixed: the candidate set is a function of the model, the
+# concept, the vocabulary and the settings, never of the run seed, so seeds vary training, not R_c.
+_KMEANS_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -35,12 +38,12 @@ def closest_words(
     return nearest.indices, nearest.values
 
 
-def stratify(distances: np.ndarray, num_centers: int, seed: int) -> list[int]:
+def stratify(distances: np.ndarray, num_centers: int) -> list[int]:
     """Positions (into `distances`) of one word per 1-D k-means centre: the word whose distance
     is nearest the centre; deduplicated, in increasing distance."""
     distinct = len(np.unique(distances))
     clusters = max(1, min(num_centers, distinct))
-    kmeans = KMeans(n_clusters=clusters, n_init=_KMEANS_INITS, random_state=seed)
+    kmeans = KMeans(n_clusters=clusters, n_init=_KMEANS_INITS, random_state=_KMEANS_SEED)
     kmeans.fit(distances.reshape(-1, 1))
     centres = kmeans.cluster_centers_.ravel()
     chosen = {int(np.argmin(np.abs(distances - centre))) for centre in centres}
@@ -54,12 +57,11 @@ def select_candidates(
     word_embeddings: torch.Tensor,
     k_closest: int,
     num_centers: int,
-    seed: int,
 ) -> CandidateSet:
     """R_c and M_c for erased concept c. `words` must already exclude the erased concepts."""
     indices, distances = closest_words(concept_embedding, word_embeddings, k_closest)
     distances_np = distances.double().cpu().numpy()
-    picked = stratify(distances_np, num_centers, seed)
+    picked = stratify(distances_np, num_centers)
     rows = indices[picked]
     return CandidateSet(
         concept=concept,

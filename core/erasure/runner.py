@@ -76,7 +76,7 @@ def _adversaries(
     adversaries = []
     for concept, embedding in zip(concepts, concept_embeddings, strict=True):
         candidates = select_candidates(
-            concept, embedding, words, word_embeddings, h.k_closest, h.num_centers, config.seed
+            concept, embedding, words, word_embeddings, h.k_closest, h.num_centers
         )
         adversaries.append(Adversary.uniform(candidates, device))
     return adversaries

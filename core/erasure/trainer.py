@@ -5,6 +5,7 @@ fresh c, k, t, x_T and Gumbel noise from the run's own generator, so the whole r
 of the seed and resumes bit-for-bit from a checkpoint.
 """
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from core.erasure.losses import (
 from core.erasure.models import autocast
 from core.erasure.parameters import TrainedSubset
 from core.erasure.sampling import DdimGrid, sample_to_index
+from core.erasure.types import DivergedError
 from core.hyperparameters import Hyperparameters, Method, Precision
 
 
@@ -145,10 +147,11 @@ class Trainer:
             preserve = preservation_loss(g[1:], f[2:])
             loss = erase + h.preservation_weight * preserve
             record["preserve"] = float(preserve.detach())
+        record.update(erase=float(erase.detach()), loss=float(loss.detach()))
+        self._check_finite(record)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        record.update(erase=float(erase.detach()), loss=float(loss.detach()))
         return record
 
     def adversary_step(self) -> float:
@@ -167,11 +170,22 @@ class Trainer:
         with s.subset.without_gradients():
             g_a = in_loss_space(self.live_eps(z_a, timesteps, e_a), z_a, alpha, h.loss_space)
         loss = adversary_loss(g_a, f_a)
+        self._check_finite({"adversary": float(loss.detach())})
         self.adversary_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.adversary_optimizer.step()
         s.subset.zero_grad()
         return float(loss.detach())
+
+    def _check_finite(self, losses: dict[str, Any]) -> None:
+        """Stop before a non-finite loss reaches the weights: every later step would be garbage."""
+        for name in ("erase", "preserve", "loss", "adversary"):
+            value = losses.get(name)
+            if value is not None and not math.isfinite(value):
+                raise DivergedError(
+                    f"the {name} loss became {value} at update {self.step + 1}; lower lr, "
+                    "adversary_lr or negative_guidance, or raise gumbel_temperature"
+                )
 
     # ---- the loop ------------------------------------------------------------------------------
     def train(

@@ -89,5 +89,11 @@ class OutOfMemoryError(ErasureError):
     code = "out_of_memory"
 
 
+class DivergedError(ErasureError):
+    """A loss became NaN or infinite: the run stops at once instead of training on garbage."""
+
+    code = "diverged"
+
+
 class CheckpointError(ErasureError):
     code = "checkpoint_corrupt"
