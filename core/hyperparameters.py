@@ -34,7 +34,19 @@ class Precision(StrEnum):
 
 class LossSpace(StrEnum):
     X0 = "x0"  # MSE on predicted x0, as the reference does (weights high-noise steps up)
-    EPS = "eps"  # MSE on predicted noise, as plain ESD does
+    EPS = "eps"  # MSE on predicted noise, as published ESD does
+
+
+class AdversaryKind(StrEnum):
+    """How AP chooses the concept to preserve at each update."""
+
+    GUMBEL = "gumbel"  # the paper's: π learnt by gradient ascent through a Gumbel-softmax sample
+    DAMAGE = "damage"  # measured: score every candidate's drift, preserve the most damaged
+
+
+def default_loss_space(method: Method) -> LossSpace:
+    """Each method's published loss space: AP's authors use x0, published ESD uses ε."""
+    return LossSpace.X0 if method == Method.AP else LossSpace.EPS
 
 
 class Hyperparameters(BaseModel):
@@ -70,4 +82,28 @@ class Hyperparameters(BaseModel):
     vocabulary_size: int = Field(
         3000, ge=1, le=100_000, description="N: words taken from the tokenizer by default."
     )
-    loss_space: LossSpace = Field(LossSpace.X0, description="Space of both MSE losses.")
+    loss_space: LossSpace | None = Field(
+        None,
+        description="Space of both MSE losses; None = the method's own (ap: x0, esd: eps).",
+    )
+    adversary: AdversaryKind = Field(
+        AdversaryKind.GUMBEL,
+        description="AP's choice of the preserved concept: the paper's gumbel, or damage.",
+    )
+    damage_every: int = Field(
+        10, ge=1, le=10_000, description="damage: updates between scorings of every candidate."
+    )
+    damage_top: int = Field(
+        3, ge=1, le=1_000, description="damage: preserve one of the m most damaged candidates."
+    )
+    share_trajectory: bool = Field(
+        False,
+        description="Adversary steps reuse the UNet step's x_t instead of sampling their own.",
+    )
+
+    def for_method(self, method: Method) -> "Hyperparameters":
+        """These settings with every method-dependent default made explicit (the manifest and the
+        checkpoint fingerprint then name the loss space that really ran)."""
+        if self.loss_space is not None:
+            return self
+        return self.model_copy(update={"loss_space": default_loss_space(method)})

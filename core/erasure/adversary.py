@@ -1,7 +1,15 @@
-"""The adversary over candidate concepts (algorithm.md §3.5, §4): π_c, hard Gumbel-softmax,
-e_a = y·M_c.
+"""The adversary over candidate concepts (algorithm.md §3.5, §4): which c_a ∈ R_c to preserve.
 
-Gumbel noise comes from the run's own generator (not torch's global RNG) so that a run and its
+Two ways to choose, one state per erased concept:
+- `gumbel` (the paper's): π_c learnt by gradient ascent on the preservation loss, c_a a hard
+  straight-through Gumbel-softmax sample of softmax(π_c), e_a = y·M_c.
+- `damage` (measured): every few updates the trainer scores every candidate's drift
+  d_w = ||ε_θ'(z, t, E(w)) − ε_θ(z, t, E(w))||² directly, and c_a is drawn uniformly from the m
+  most damaged. The paper's π follows a one-sample gradient estimate of that same quantity; on
+  the proving ground its ranking barely tracked the real damage (docs/quality.md), the measured
+  one does by construction, at the price of 2|R_c| extra forwards per scoring.
+
+All randomness comes from the run's own generator (not torch's global RNG) so that a run and its
 resumption draw the same samples.
 """
 
@@ -21,11 +29,24 @@ class Adversary:
     candidates: CandidateSet
     logits: nn.Parameter  # π_c, uniform at start
     draws: list[int] = field(default_factory=list)
+    damage: torch.Tensor | None = None  # last measured drift per candidate (`damage` kind)
 
     @classmethod
     def uniform(cls, candidates: CandidateSet, device: torch.device) -> "Adversary":
         logits = nn.Parameter(torch.zeros(len(candidates.words), device=device))
         return cls(candidates, logits, [0] * len(candidates.words))
+
+    def most_damaged(self, top: int, generator: torch.Generator) -> tuple[torch.Tensor, int]:
+        """A one-hot y for a candidate drawn uniformly from the `top` most damaged (from all,
+        before the first scoring); counts the draw."""
+        size = len(self.candidates.words)
+        if self.damage is None:
+            pool = torch.arange(size)
+        else:
+            pool = torch.topk(self.damage.float().cpu(), min(top, size)).indices
+        index = int(pool[int(torch.randint(len(pool), (1,), generator=generator))])
+        self.draws[index] += 1
+        return F.one_hot(torch.tensor(index), size).float().to(self.logits.device), index
 
     def sample(self, temperature: float, generator: torch.Generator) -> tuple[torch.Tensor, int]:
         """y = GumbelSoftmaxHard(π_c, τ) and the index it picks; counts the draw."""
@@ -39,6 +60,11 @@ class Adversary:
         return (y @ matrix).view(1, *conditioning_shape)
 
     def distribution(self) -> torch.Tensor:
+        """softmax(π_c) for `gumbel`; for `damage`, the measured drift normalised to sum 1."""
+        if self.damage is not None:
+            damage = self.damage.detach().float().clamp_min(0)
+            total = float(damage.sum())
+            return damage / total if total > 0 else torch.full_like(damage, 1 / len(damage))
         return torch.softmax(self.logits.detach().float(), dim=0)
 
 

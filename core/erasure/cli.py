@@ -3,6 +3,8 @@
 The hyperparameter flags are generated from `core.hyperparameters.Hyperparameters`, so the CLI,
 the API and the engine share one definition of every knob, default and range."""
 
+import types
+import typing
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -15,11 +17,14 @@ from pydantic.fields import FieldInfo
 from core.erasure.types import ErasureConfig, ErasureError, Hooks, Progress
 from core.hyperparameters import Hyperparameters, Method, Precision, TrainMethod
 
-_CLICK_TYPES: dict[type, click.ParamType] = {int: click.INT, float: click.FLOAT}
+_CLICK_TYPES: dict[type, click.ParamType] = {int: click.INT, float: click.FLOAT, bool: click.BOOL}
 
 
 def _option_type(info: FieldInfo) -> click.ParamType:
     annotation = info.annotation
+    optional = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if isinstance(annotation, types.UnionType) and len(optional) == 1:
+        annotation = optional[0]  # `X | None`: None is the flag's absence
     if isinstance(annotation, type) and issubclass(annotation, Enum):
         return click.Choice([m.value for m in annotation])
     assert isinstance(annotation, type)
@@ -30,6 +35,7 @@ def _hyperparameter_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """One `--name` flag per Hyperparameters field; unset flags keep the model's default."""
     for name, info in reversed(Hyperparameters.model_fields.items()):
         default = info.default.value if isinstance(info.default, Enum) else info.default
+        default = "the method's own" if default is None else default
         command = click.option(
             f"--{name.replace('_', '-')}",
             name,

@@ -90,7 +90,7 @@ def prepare(config: ErasureConfig, base: BaseModel, device: torch.device) -> Pre
         check_concept(pipeline.tokenizer, concept)
     embeddings = embed(pipeline.text_encoder, pipeline.tokenizer, ["", *concepts])
     empty, concept_embeddings = embeddings[:1], [e.unsqueeze(0) for e in embeddings[1:]]
-    h = config.hyperparameters
+    h = config.hyperparameters.for_method(config.method)
     words: list[str] = []
     adversaries: list[Adversary] = []
     if config.method == Method.AP:
@@ -129,7 +129,7 @@ def prepare(config: ErasureConfig, base: BaseModel, device: torch.device) -> Pre
         "concepts": concepts,
         "method": config.method.value,
         "train_method": config.train_method.value,
-        "hyperparameters": config.hyperparameters.model_dump(mode="json", exclude={"iterations"}),
+        "hyperparameters": h.model_dump(mode="json", exclude={"iterations"}),
         "seed": config.seed,
         "precision": config.precision.value,
         "vocabulary_hash": vocabulary["hash"],
@@ -151,7 +151,7 @@ def _manifest(
         "method": config.method.value,
         "train_method": config.train_method.value,
         "trained_parameters": len(run.setup.subset.names),
-        "hyperparameters": config.hyperparameters.model_dump(mode="json"),
+        "hyperparameters": run.setup.hyperparameters.model_dump(mode="json"),
         "seed": config.seed,
         "precision": config.precision.value,
         "device": str(run.setup.device),

@@ -26,7 +26,16 @@ from core.erasure.models import autocast
 from core.erasure.parameters import TrainedSubset
 from core.erasure.sampling import DdimGrid, sample_to_index
 from core.erasure.types import DivergedError
-from core.hyperparameters import Hyperparameters, Method, Precision
+from core.hyperparameters import (
+    AdversaryKind,
+    Hyperparameters,
+    LossSpace,
+    Method,
+    Precision,
+    default_loss_space,
+)
+
+_DAMAGE_CHUNK = 16  # candidates scored per batched forward
 
 
 @dataclass
@@ -45,6 +54,21 @@ class TrainingSetup:
     empty_embedding: torch.Tensor  # e_∅ = E(""), [1, L, D]
     adversaries: list[Adversary]  # one π_c per erased concept (AP); empty for ESD
     latent_shape: tuple[int, ...]  # [1, C, H, W] of x_T
+
+    @property
+    def loss_space(self) -> LossSpace:
+        return self.hyperparameters.loss_space or default_loss_space(self.method)
+
+
+@dataclass(frozen=True)
+class SharedTrajectory:
+    """What a shared-trajectory adversary step reuses from the UNet step before it."""
+
+    draw: "Draw"
+    y: torch.Tensor  # the Gumbel sample, still differentiable w.r.t. π
+    z_a: torch.Tensor
+    f_a: torch.Tensor  # frozen θ's output, in loss space
+    alpha: float
 
 
 @dataclass(frozen=True)
@@ -73,6 +97,7 @@ class Trainer:
         self.step = 0
         self.log: list[dict[str, Any]] = []
         self.elapsed_before_s = 0.0  # training time spent before a resume
+        self._shared: SharedTrajectory | None = None
 
     # ---- the two networks -------------------------------------------------------------------
     def live_eps(self, z: torch.Tensor, t: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
@@ -115,7 +140,15 @@ class Trainer:
             draw.k,
         )
 
-    # ---- the two kinds of step ----------------------------------------------------------------
+    # ---- choosing the preserved concept ---------------------------------------------------------
+    def preserved(self, adversary: Adversary) -> tuple[torch.Tensor, int]:
+        """y (one-hot, differentiable w.r.t. π for `gumbel`) and the index of c_a ∈ R_c."""
+        h = self.setup.hyperparameters
+        if h.adversary == AdversaryKind.DAMAGE:
+            return adversary.most_damaged(h.damage_top, self.generator)
+        return adversary.sample(h.gumbel_temperature, self.generator)
+
+    # ---- the three kinds of step --------------------------------------------------------------
     def unet_step(self) -> dict[str, Any]:
         """Minimise MSE(g_c, f_∅ − η(f_c − f_∅)) + λ·MSE(g_a, f_a) over θ' only."""
         s, h = self.setup, self.setup.hyperparameters
@@ -123,10 +156,11 @@ class Trainer:
         e_c, e_empty = s.concept_embeddings[draw.concept], s.empty_embedding
         record: dict[str, Any] = {"concept": s.concepts[draw.concept], "k": draw.k, "t": draw.t}
         cond = e_c
+        y: torch.Tensor | None = None
         if s.adversaries:
             adversary = s.adversaries[draw.concept]
-            y, index = adversary.sample(h.gumbel_temperature, self.generator)
-            # a sample of π_c, not its argmax; detached: this step trains θ' only
+            y, index = self.preserved(adversary)  # a sample, not an argmax
+            # detached: this step trains θ' only
             e_a = adversary.embedding(y, e_c.shape[1:]).detach()
             cond = torch.cat([e_c, e_a])
             record["adversarial_concept"] = adversary.candidates.words[index]
@@ -137,9 +171,9 @@ class Trainer:
         frozen_z = torch.cat([z, z_all])  # [z, z] or [z, z, z_a]
         frozen_e = torch.cat([e_empty, cond])
         f = self.frozen_eps(frozen_z, self._timesteps(draw.t, len(frozen_z)), frozen_e)
-        f = in_loss_space(f, frozen_z, alpha, h.loss_space)
+        f = in_loss_space(f, frozen_z, alpha, s.loss_space)
         g = self.live_eps(z_all, self._timesteps(draw.t, len(z_all)), cond)
-        g = in_loss_space(g, z_all, alpha, h.loss_space)
+        g = in_loss_space(g, z_all, alpha, s.loss_space)
 
         erase = erasure_loss(g[:1], erasure_target(f[:1], f[1:2], h.negative_guidance))
         loss = erase
@@ -147,6 +181,8 @@ class Trainer:
             preserve = preservation_loss(g[1:], f[2:])
             loss = erase + h.preservation_weight * preserve
             record["preserve"] = float(preserve.detach())
+            if y is not None and h.share_trajectory:
+                self._shared = SharedTrajectory(draw, y, z_all[1:], f[2:].detach(), alpha)
         record.update(erase=float(erase.detach()), loss=float(loss.detach()))
         self._check_finite(record)
         self.optimizer.zero_grad(set_to_none=True)
@@ -156,19 +192,28 @@ class Trainer:
 
     def adversary_step(self) -> float:
         """Minimise −MSE(g_a, f_a) over π_c only; z_a and f_a carry no gradient, so π is reached
-        only through e_a entering θ'. No erasure branch is computed."""
+        only through e_a entering θ'. No erasure branch is computed. With `share_trajectory` the
+        step reuses the UNet step's draw, c_a, z_a and f_a (θ is frozen, so f_a is unchanged) and
+        costs one forward and backward instead of a whole x_t trajectory."""
         s, h = self.setup, self.setup.hyperparameters
         assert self.adversary_optimizer is not None
-        draw = self.draw()
-        adversary = s.adversaries[draw.concept]
-        y, _ = adversary.sample(h.gumbel_temperature, self.generator)
-        e_a = adversary.embedding(y, s.empty_embedding.shape[1:])
-        z_a = self._sample(draw, e_a.detach())
-        timesteps = self._timesteps(draw.t, 1)
-        alpha = s.grid.alpha_bar(s.grid.timestep(draw.k))
-        f_a = in_loss_space(self.frozen_eps(z_a, timesteps, e_a.detach()), z_a, alpha, h.loss_space)
+        shared = self._shared if h.share_trajectory else None
+        if shared is not None:
+            draw, y, z_a, f_a, alpha = shared.draw, shared.y, shared.z_a, shared.f_a, shared.alpha
+            adversary = s.adversaries[draw.concept]
+            e_a = adversary.embedding(y, s.empty_embedding.shape[1:])
+        else:
+            draw = self.draw()
+            adversary = s.adversaries[draw.concept]
+            y, _ = adversary.sample(h.gumbel_temperature, self.generator)
+            e_a = adversary.embedding(y, s.empty_embedding.shape[1:])
+            z_a = self._sample(draw, e_a.detach())
+            alpha = s.grid.alpha_bar(s.grid.timestep(draw.k))
+            f_a = self.frozen_eps(z_a, self._timesteps(draw.t, 1), e_a.detach())
+            f_a = in_loss_space(f_a, z_a, alpha, s.loss_space)
         with s.subset.without_gradients():
-            g_a = in_loss_space(self.live_eps(z_a, timesteps, e_a), z_a, alpha, h.loss_space)
+            g_a = self.live_eps(z_a, self._timesteps(draw.t, 1), e_a)
+            g_a = in_loss_space(g_a, z_a, alpha, s.loss_space)
         loss = adversary_loss(g_a, f_a)
         self._check_finite({"adversary": float(loss.detach())})
         self.adversary_optimizer.zero_grad(set_to_none=True)
@@ -176,6 +221,42 @@ class Trainer:
         self.adversary_optimizer.step()
         s.subset.zero_grad()
         return float(loss.detach())
+
+    @torch.no_grad()
+    def score_damage(self) -> None:
+        """The `damage` adversary's measurement: for every erased concept c, draw (k, t, x_T),
+        sample z by θ' with E(c) (where the erasure acts), and score each candidate w ∈ R_c by
+        d_w = mean (ε_θ'(z, t, E(w)) − ε_θ(z, t, E(w)))². In ε space: within one draw the x0
+        weighting is a common factor and would not change the ranking. 2|R_c| forwards, in
+        chunks, per erased concept."""
+        s = self.setup
+        for concept, adversary in enumerate(s.adversaries):
+            draw = self.draw()
+            z = self._sample(draw, s.concept_embeddings[concept])
+            matrix = adversary.candidates.matrix
+            scores = []
+            for start in range(0, len(matrix), _DAMAGE_CHUNK):
+                rows = matrix[start : start + _DAMAGE_CHUNK].to(z.device)
+                e_w = rows.view(len(rows), *s.empty_embedding.shape[1:])
+                z_w = z.expand(len(rows), *z.shape[1:])
+                t = self._timesteps(draw.t, len(rows))
+                drift = self.live_eps(z_w, t, e_w) - self.frozen_eps(z_w, t, e_w)
+                scores.append(drift.pow(2).flatten(1).mean(1))
+            adversary.damage = torch.cat(scores).float().cpu()
+
+    def _adversary_steps(self) -> int:
+        """Gradient steps on π per update: only the `gumbel` adversary learns π."""
+        h = self.setup.hyperparameters
+        gumbel = self.setup.adversaries and h.adversary == AdversaryKind.GUMBEL
+        return h.adversary_steps if gumbel else 0
+
+    def _damage_due(self) -> bool:
+        """Score after the first update (θ' = θ before it: every drift is 0) and every
+        `damage_every` updates after that."""
+        h = self.setup.hyperparameters
+        if not self.setup.adversaries or h.adversary != AdversaryKind.DAMAGE:
+            return False
+        return self.step == 1 or self.step % h.damage_every == 0
 
     def _check_finite(self, losses: dict[str, Any]) -> None:
         """Stop before a non-finite loss reaches the weights: every later step would be garbage."""
@@ -197,19 +278,20 @@ class Trainer:
         """Run updates until `total`; False if cancelled. `should_cancel` is polled before every
         step (UNet or adversary); `after_update` gets each completed update's log record."""
         started = time.perf_counter()
-        h = self.setup.hyperparameters
         while self.step < total:
             if should_cancel():
                 return False
             record = self.unet_step()
             adversary_losses = []
-            for _ in range(h.adversary_steps if self.setup.adversaries else 0):
+            for _ in range(self._adversary_steps()):
                 if should_cancel():
                     return False
                 adversary_losses.append(self.adversary_step())
             if adversary_losses:
                 record["adversary"] = sum(adversary_losses) / len(adversary_losses)
             self.step += 1
+            if self._damage_due():
+                self.score_damage()
             record["step"] = self.step
             record["elapsed_s"] = self.elapsed_before_s + time.perf_counter() - started
             self.log.append(record)
@@ -228,6 +310,7 @@ class Trainer:
             ),
             "logits": [a.logits.detach().cpu() for a in self.setup.adversaries],
             "draws": [list(a.draws) for a in self.setup.adversaries],
+            "damage": [a.damage for a in self.setup.adversaries],
             "log": self.log,
             "elapsed_s": self.log[-1]["elapsed_s"] if self.log else 0.0,
         }
@@ -244,5 +327,9 @@ class Trainer:
         ):
             adversary.logits.copy_(logits)
             adversary.draws[:] = draws
+        for adversary, damage in zip(
+            self.setup.adversaries, state.get("damage", [None] * len(state["draws"])), strict=True
+        ):
+            adversary.damage = damage
         self.log = list(state["log"])
         self.elapsed_before_s = float(state["elapsed_s"])

@@ -59,8 +59,8 @@ def test_manifest_records_the_run(cli_run: tuple[Path, Path, float]) -> None:
     assert manifest["base_model"]["id"] == str(model)
     assert len(manifest["base_model"]["content_hash"]) == 64
     assert manifest["method"] == "ap" and manifest["train_method"] == "xattn"
-    expected = Hyperparameters(iterations=10).model_dump(mode="json")
-    assert manifest["hyperparameters"] == expected
+    expected = Hyperparameters(iterations=10, loss_space="x0").model_dump(mode="json")
+    assert manifest["hyperparameters"] == expected  # AP's own loss space, named explicitly
     assert manifest["seed"] == 0 and manifest["device"] == "cpu"
     assert {"torch", "diffusers", "transformers"} <= set(manifest["libraries"])
     assert manifest["wall_time_s"] > 0
