@@ -224,25 +224,32 @@ class Trainer:
 
     @torch.no_grad()
     def score_damage(self) -> None:
-        """The `damage` adversary's measurement: for every erased concept c, draw (k, t, x_T),
-        sample z by θ' with E(c) (where the erasure acts), and score each candidate w ∈ R_c by
-        d_w = mean (ε_θ'(z, t, E(w)) − ε_θ(z, t, E(w)))². In ε space: within one draw the x0
-        weighting is a common factor and would not change the ranking. 2|R_c| forwards, in
-        chunks, per erased concept."""
-        s = self.setup
+        """The `damage` adversary's measurement. For every erased concept c, `damage_draws` times:
+        draw (k, t, x_T), sample z by θ' with E(c) (where the erasure acts), and score each
+        candidate w ∈ R_c by its preservation loss there, MSE(g_w, f_w) in the training loss
+        space; the scores are the mean over draws. 2|R_c| forwards per draw, in chunks."""
+        s, h = self.setup, self.setup.hyperparameters
         for concept, adversary in enumerate(s.adversaries):
-            draw = self.draw()
-            z = self._sample(draw, s.concept_embeddings[concept])
-            matrix = adversary.candidates.matrix
-            scores = []
-            for start in range(0, len(matrix), _DAMAGE_CHUNK):
-                rows = matrix[start : start + _DAMAGE_CHUNK].to(z.device)
-                e_w = rows.view(len(rows), *s.empty_embedding.shape[1:])
-                z_w = z.expand(len(rows), *z.shape[1:])
-                t = self._timesteps(draw.t, len(rows))
-                drift = self.live_eps(z_w, t, e_w) - self.frozen_eps(z_w, t, e_w)
-                scores.append(drift.pow(2).flatten(1).mean(1))
-            adversary.damage = torch.cat(scores).float().cpu()
+            total = torch.zeros(len(adversary.candidates.words))
+            for _ in range(h.damage_draws):
+                total += self._damage_at(self.draw(), concept, adversary).cpu()
+            adversary.damage = total / h.damage_draws
+
+    def _damage_at(self, draw: Draw, concept: int, adversary: Adversary) -> torch.Tensor:
+        s = self.setup
+        z = self._sample(draw, s.concept_embeddings[concept])
+        alpha = s.grid.alpha_bar(s.grid.timestep(draw.k))
+        matrix = adversary.candidates.matrix
+        scores = []
+        for start in range(0, len(matrix), _DAMAGE_CHUNK):
+            rows = matrix[start : start + _DAMAGE_CHUNK].to(z.device)
+            e_w = rows.view(len(rows), *s.empty_embedding.shape[1:])
+            z_w = z.expand(len(rows), *z.shape[1:])
+            t = self._timesteps(draw.t, len(rows))
+            g = in_loss_space(self.live_eps(z_w, t, e_w), z_w, alpha, s.loss_space)
+            f = in_loss_space(self.frozen_eps(z_w, t, e_w), z_w, alpha, s.loss_space)
+            scores.append((g - f).pow(2).flatten(1).mean(1).float())
+        return torch.cat(scores)
 
     def _adversary_steps(self) -> int:
         """Gradient steps on π per update: only the `gumbel` adversary learns π."""

@@ -109,7 +109,9 @@ def test_fresh_trajectory_adversary_step_samples_its_own(tiny_model: Path) -> No
 def test_damage_adversary_measures_drift_and_preserves_the_most_damaged(
     tiny_model: Path,
 ) -> None:
-    trainer = _trainer(tiny_model, adversary="damage", damage_top=2, damage_every=2)
+    trainer = _trainer(
+        tiny_model, adversary="damage", damage_top=2, damage_every=2, damage_draws=1
+    )
     adversary = trainer.setup.adversaries[0]
     logits = adversary.logits.detach().clone()
     assert adversary.damage is None  # θ' = θ: nothing is damaged yet, choose uniformly
@@ -117,7 +119,7 @@ def test_damage_adversary_measures_drift_and_preserves_the_most_damaged(
     assert adversary.damage is not None and len(adversary.damage) == len(logits)
     assert torch.equal(adversary.logits.detach(), logits)  # no gradient steps on π
 
-    # the score of a candidate is its ε drift between θ' and θ at one draw: recompute it
+    # a candidate's score is its preservation loss MSE(g_w, f_w) in x̂0 space at a draw's z
     replay = copy.deepcopy(trainer)
     draw = replay.draw()
     with torch.no_grad():
@@ -125,8 +127,10 @@ def test_damage_adversary_measures_drift_and_preserves_the_most_damaged(
         e_w = adversary.candidates.matrix[:1].view(1, *trainer.setup.empty_embedding.shape[1:])
         t = torch.tensor([draw.t])
         drift = trainer.live_eps(z, t, e_w) - trainer.frozen_eps(z, t, e_w)
+        alpha = trainer.setup.grid.alpha_bar(trainer.setup.grid.timestep(draw.k))
+        expected = drift.pow(2).mean().item() * (1 - alpha) / alpha  # x̂0 = (z − √(1−ᾱ)ε)/√ᾱ
     trainer.score_damage()
-    assert float(adversary.damage[0]) == pytest.approx(drift.pow(2).mean().item(), rel=1e-4)
+    assert float(adversary.damage[0]) == pytest.approx(expected, rel=1e-4)
 
     top = set(torch.topk(adversary.damage, 2).indices.tolist())
     words = adversary.candidates.words
