@@ -94,7 +94,7 @@ class Hyperparameters(BaseModel):
         10, ge=1, le=10_000, description="damage: updates between scorings of every candidate."
     )
     damage_draws: int = Field(
-        4, ge=1, le=100, description="damage: draws of (k, t, x_T) averaged per scoring."
+        8, ge=1, le=100, description="damage: draws of (k, t, x_T) averaged per scoring."
     )
     damage_top: int = Field(
         3, ge=1, le=1_000, description="damage: preserve one of the m most damaged candidates."

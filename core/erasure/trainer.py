@@ -224,21 +224,37 @@ class Trainer:
 
     @torch.no_grad()
     def score_damage(self) -> None:
-        """The `damage` adversary's measurement. For every erased concept c, `damage_draws` times:
-        draw (k, t, x_T), sample z by θ' with E(c) (where the erasure acts), and score each
-        candidate w ∈ R_c by its preservation loss there, MSE(g_w, f_w) in the training loss
-        space; the scores are the mean over draws. 2|R_c| forwards per draw, in chunks."""
+        """The `damage` adversary's measurement: each candidate w ∈ R_c scored by its
+        preservation loss E[MSE(g_w, f_w)], estimated from `damage_draws` draws.
+
+        In x̂0 space that loss is ε-MSE × (1−ᾱ)/ᾱ, so a few high-noise draws would dominate a
+        plain average. We draw k with probability ∝ that weight instead and average ε-MSE, the
+        same expectation with far less variance — and most draws then sit near x_T, where the
+        trajectory to z is short. z is sampled by θ' with E(c), where the erasure acts; every
+        candidate is scored at the same z (2|R_c| forwards per draw, in chunks)."""
         s, h = self.setup, self.setup.hyperparameters
         for concept, adversary in enumerate(s.adversaries):
             total = torch.zeros(len(adversary.candidates.words))
             for _ in range(h.damage_draws):
-                total += self._damage_at(self.draw(), concept, adversary).cpu()
+                total += self._damage_at(self._damage_draw(concept), adversary).cpu()
             adversary.damage = total / h.damage_draws
 
-    def _damage_at(self, draw: Draw, concept: int, adversary: Adversary) -> torch.Tensor:
+    def _damage_draw(self, concept: int) -> Draw:
+        """A draw with k ~ the loss space's weight of index k (uniform in ε space)."""
+        grid = self.setup.grid
+        weights = torch.ones(grid.steps, dtype=torch.float64)
+        if self.setup.loss_space == LossSpace.X0:
+            alpha = grid.alphas_cumprod[[grid.timestep(k) for k in range(grid.steps)]]
+            weights = (1 - alpha) / alpha
+        k = int(torch.multinomial(weights, 1, generator=self.generator))
+        t = grid.timestep(k) + self._randint(grid.stride)
+        x_T = torch.randn(self.setup.latent_shape, generator=self.generator)
+        return Draw(concept, k, t, x_T.to(self.setup.device))
+
+    def _damage_at(self, draw: Draw, adversary: Adversary) -> torch.Tensor:
+        """ε-MSE(ε_θ'(z, t, E(w)), ε_θ(z, t, E(w))) for every candidate w at the draw's z."""
         s = self.setup
-        z = self._sample(draw, s.concept_embeddings[concept])
-        alpha = s.grid.alpha_bar(s.grid.timestep(draw.k))
+        z = self._sample(draw, s.concept_embeddings[draw.concept])
         matrix = adversary.candidates.matrix
         scores = []
         for start in range(0, len(matrix), _DAMAGE_CHUNK):
@@ -246,9 +262,8 @@ class Trainer:
             e_w = rows.view(len(rows), *s.empty_embedding.shape[1:])
             z_w = z.expand(len(rows), *z.shape[1:])
             t = self._timesteps(draw.t, len(rows))
-            g = in_loss_space(self.live_eps(z_w, t, e_w), z_w, alpha, s.loss_space)
-            f = in_loss_space(self.frozen_eps(z_w, t, e_w), z_w, alpha, s.loss_space)
-            scores.append((g - f).pow(2).flatten(1).mean(1).float())
+            drift = self.live_eps(z_w, t, e_w) - self.frozen_eps(z_w, t, e_w)
+            scores.append(drift.pow(2).flatten(1).mean(1).float())
         return torch.cat(scores)
 
     def _adversary_steps(self) -> int:

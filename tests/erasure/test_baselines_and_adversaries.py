@@ -98,6 +98,13 @@ def test_shared_trajectory_adversary_step_reuses_the_unet_steps_draw(tiny_model:
     assert torch.equal(trainer.generator.get_state(), generator_state)  # no fresh draw
 
 
+def test_damage_draws_favour_the_noise_levels_x0_space_weighs_most(tiny_model: Path) -> None:
+    trainer = _trainer(tiny_model, adversary="damage")
+    ks = [trainer._damage_draw(0).k for _ in range(400)]
+    steps = trainer.setup.grid.steps
+    assert sum(k >= steps // 2 for k in ks) > 0.9 * len(ks)  # (1−ᾱ)/ᾱ grows with t
+
+
 def test_fresh_trajectory_adversary_step_samples_its_own(tiny_model: Path) -> None:
     trainer = _trainer(tiny_model)
     trainer.unet_step()
@@ -119,18 +126,16 @@ def test_damage_adversary_measures_drift_and_preserves_the_most_damaged(
     assert adversary.damage is not None and len(adversary.damage) == len(logits)
     assert torch.equal(adversary.logits.detach(), logits)  # no gradient steps on π
 
-    # a candidate's score is its preservation loss MSE(g_w, f_w) in x̂0 space at a draw's z
+    # a candidate's score is its ε drift between θ' and θ at a draw's z (one draw here)
     replay = copy.deepcopy(trainer)
-    draw = replay.draw()
+    draw = replay._damage_draw(0)
     with torch.no_grad():
         z = replay._sample(draw, trainer.setup.concept_embeddings[0])
         e_w = adversary.candidates.matrix[:1].view(1, *trainer.setup.empty_embedding.shape[1:])
         t = torch.tensor([draw.t])
         drift = trainer.live_eps(z, t, e_w) - trainer.frozen_eps(z, t, e_w)
-        alpha = trainer.setup.grid.alpha_bar(trainer.setup.grid.timestep(draw.k))
-        expected = drift.pow(2).mean().item() * (1 - alpha) / alpha  # x̂0 = (z − √(1−ᾱ)ε)/√ᾱ
     trainer.score_damage()
-    assert float(adversary.damage[0]) == pytest.approx(expected, rel=1e-4)
+    assert float(adversary.damage[0]) == pytest.approx(drift.pow(2).mean().item(), rel=1e-4)
 
     top = set(torch.topk(adversary.damage, 2).indices.tolist())
     words = adversary.candidates.words
