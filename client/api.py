@@ -366,7 +366,7 @@ class EraserClient:
                         sink.truncate(0)
                         offset, digest = 0, hashlib.sha256()
                     sink.seek(offset)
-                    for chunk in response.iter_bytes(CHUNK_BYTES):
+                    for chunk in response.iter_bytes():  # as it arrives: a cut keeps all it got
                         sink.write(chunk)
                         digest.update(chunk)
                         offset += len(chunk)

@@ -14,6 +14,7 @@ _SUBCOMMANDS: dict[str, str] = {
     "models": "core.registry:models_cli",
     "toyworld": "core.toyworld.cli:toyworld",
     "serve": "core.local:serve",
+    "jobs": "client.cli:jobs",  # the API's client: never imports the server or torch
 }
 
 

@@ -19,16 +19,23 @@ def keys_cli() -> None:
 
 @keys_cli.command("create")
 @click.option("--principal", required=True, help="Who the key acts for; sees only its own jobs.")
-def create_command(principal: str) -> None:
+@click.option(
+    "--admin",
+    is_flag=True,
+    help="Also allow it to create and revoke keys over the API (/v1/admin/keys): the "
+    "operator's bootstrap key for a shared deployment.",
+)
+def create_command(principal: str, admin: bool) -> None:
     """Issue a key and print it once (only its hash is stored)."""
     try:
         with session_scope(_session_factory()) as session:
-            issued = create_key(session, principal)
+            issued = create_key(session, principal, admin=admin)
     except InvalidPrincipalError as error:
         raise click.BadParameter(str(error), param_hint="--principal") from error
     click.echo(issued.key)
     click.echo(
-        f"prefix {issued.prefix} for principal {issued.principal}; store the key now, "
+        f"{'admin ' if admin else ''}prefix {issued.prefix} for principal {issued.principal}; "
+        "store the key now, "
         "it cannot be shown again",
         err=True,
     )
@@ -41,6 +48,8 @@ def list_command(principal: str | None) -> None:
     with session_scope(_session_factory()) as session:
         for key in list_keys(session, principal):
             state = "revoked" if key.revoked_at else "active"
+            if key.admin:
+                state += ",admin"
             last_used = key.last_used_at.isoformat() if key.last_used_at else "never"
             click.echo(
                 f"{key.prefix}\t{key.principal}\t{state}\t"

@@ -36,26 +36,42 @@ class IssuedKey:
     key: str  # the secret: shown once, never stored
     prefix: str
     principal: str
+    admin: bool = False
+
+
+@dataclass(frozen=True)
+class KeyIdentity:
+    """Who a live key acts for."""
+
+    key_id: str
+    principal: str
+    admin: bool
 
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def create_key(session: Session, principal: str) -> IssuedKey:
+def create_key(session: Session, principal: str, *, admin: bool = False) -> IssuedKey:
     if not PRINCIPAL_PATTERN.match(principal):
         raise InvalidPrincipalError(
             "a principal is 1-200 of letters, digits, '.', '_', '@', '-', starting alphanumeric"
         )
     key = KEY_SCHEME + secrets.token_urlsafe(KEY_RANDOM_BYTES)
     prefix = key[:PREFIX_LENGTH]
-    session.add(ApiKey(principal=principal, prefix=prefix, key_hash=hash_key(key)))
+    session.add(ApiKey(principal=principal, prefix=prefix, key_hash=hash_key(key), admin=admin))
     session.flush()
-    return IssuedKey(key=key, prefix=prefix, principal=principal)
+    return IssuedKey(key=key, prefix=prefix, principal=principal, admin=admin)
 
 
 def authenticate(session: Session, key: str) -> str | None:
     """The principal of a live key, or None (unknown, malformed or revoked)."""
+    identity = identify(session, key)
+    return identity.principal if identity is not None else None
+
+
+def identify(session: Session, key: str) -> KeyIdentity | None:
+    """Who a live key acts for, or None (unknown, malformed or revoked)."""
     if not key.startswith(KEY_SCHEME):
         return None
     digest = hash_key(key)
@@ -74,7 +90,7 @@ def authenticate(session: Session, key: str) -> str | None:
             .values(last_used_at=now)
             .execution_options(synchronize_session=False)
         )
-    return record.principal
+    return KeyIdentity(key_id=record.id, principal=record.principal, admin=record.admin)
 
 
 def list_keys(session: Session, principal: str | None = None) -> list[ApiKey]:
@@ -84,8 +100,13 @@ def list_keys(session: Session, principal: str | None = None) -> list[ApiKey]:
     return list(session.scalars(query))
 
 
+def find_key(session: Session, prefix: str) -> ApiKey | None:
+    return session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).one_or_none()
+
+
 def revoke_key(session: Session, prefix: str) -> bool:
-    """Revoke the live key with this prefix; False when there is none."""
+    """Revoke the live key with this prefix; False when there is none. Console sessions opened
+    with it end too (they are checked against their key on every request)."""
     result = session.execute(
         update(ApiKey)
         .where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))

@@ -1,9 +1,10 @@
-"""API keys: a bearer secret bound to a principal, stored only as a hash."""
+"""API keys (a bearer secret bound to a principal, stored only as a hash) and the web console's
+sessions (a cookie exchanged for a key)."""
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import Boolean, ForeignKey, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db.base import Base
@@ -24,3 +25,24 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # An admin key may also create and revoke other keys over the API (/v1/admin/keys). Only the
+    # operator makes one, from the CLI (`eraser keys create --admin`).
+    admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class ConsoleSession(Base):
+    """A signed-in browser: the cookie holds a random token, the table only its sha256 (like
+    keys). A session lives no longer than its key: revoking the key ends it."""
+
+    __tablename__ = "console_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    api_key_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("api_keys.id", ondelete="CASCADE"), index=True
+    )
+    principal: Mapped[str] = mapped_column(String(200))
+    # The synchronizer token every console form must send back (not secret from the page,
+    # secret from other sites).
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -13,7 +13,15 @@ from core.db import migrate
 from core.db.base import Base
 from core.db.session import make_engine
 
-TABLES = {"api_keys", "jobs", "job_events", "checkpoints", "artifacts", "idempotency_records"}
+TABLES = {
+    "api_keys",
+    "console_sessions",
+    "jobs",
+    "job_events",
+    "checkpoints",
+    "artifacts",
+    "idempotency_records",
+}
 
 
 @pytest.fixture(params=["postgres", "sqlite"])
