@@ -36,6 +36,9 @@ from core.db.base import Base
 from core.db.session import make_engine, make_session_factory
 from core.settings import Settings
 
+# `local_server`: one real `eraser serve` shared by the client, CLI and console tests.
+pytest_plugins = ["local_server"]
+
 # Where test databases are created; override to point the suite at another server.
 ADMIN_URL = os.environ.get(
     "ERASER_TEST_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
 from core.auth.keys import create_key
 from core.db.session import engine_from_settings, make_session_factory, session_scope
@@ -107,3 +108,11 @@ def serving(tmp: Path, **extra: str) -> Iterator[LocalServer]:
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    """One `eraser serve` for the whole test session (registered as a plugin by
+    tests/conftest.py): the client, CLI and console tests share it, and its start-up."""
+    with serving(tmp_path_factory.mktemp("local-serve")) as running:
+        yield running

@@ -1,15 +1,12 @@
-"""One real `eraser serve` (local profile, real worker) for every client and CLI test."""
-
-from collections.abc import Iterator
+"""The client and CLI tests run against the session's real `eraser serve` (tests/local_server.py)."""
 
 import pytest
-from local_server import LocalServer, serving
+from local_server import LocalServer
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    with serving(tmp_path_factory.mktemp("client-serve")) as running:
-        yield running
+def server(local_server: LocalServer) -> LocalServer:
+    return local_server
 
 
 @pytest.fixture(scope="session")
