@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     # the table does not grow forever. A retry after that creates a new job. Longer than the
     # in-flight timeout (checked below), or a key could vanish while its request still runs.
     idempotency_ttl_seconds: float = Field(24 * 3600, gt=0)
+    # The web console (/ui): how long a sign-in lasts before the key must be entered again.
+    console_session_hours: float = Field(12, gt=0)
 
     @model_validator(mode="after")
     def _time_limits_nest(self) -> "Settings":
