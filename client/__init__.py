@@ -1,10 +1,10 @@
 """A Python client of the eraser API (`pip install eraser[client]`): no torch, no server code.
 
-    from client import EraserClient
-    with EraserClient("http://127.0.0.1:8000", api_key) as eraser:
-        job = eraser.create_job({"model": "demo", "concepts": ["ring"]})
-        job = eraser.wait(job)
-        eraser.download(job, "out/")
+from client import EraserClient
+with EraserClient("http://127.0.0.1:8000", api_key) as eraser:
+    job = eraser.create_job({"model": "demo", "concepts": ["ring"]})
+    job = eraser.wait(job)
+    eraser.download(job, "out/")
 """
 
 from client.api import EraserClient
@@ -28,8 +28,8 @@ __all__ = [
     "IntegrityError",
     "Job",
     "JobStatus",
-    "Progress",
     "ProblemError",
+    "Progress",
     "RegisteredModel",
     "WaitTimeout",
 ]

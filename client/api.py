@@ -317,11 +317,11 @@ class EraserClient:
     ) -> Path:
         target = _inside(root, artifact.name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists() and target.stat().st_size == artifact.bytes:
-            if _sha256(target) == artifact.sha256:
-                if on_bytes is not None:
-                    on_bytes(artifact, artifact.bytes)
-                return target
+        complete = target.exists() and target.stat().st_size == artifact.bytes
+        if complete and _sha256(target) == artifact.sha256:
+            if on_bytes is not None:
+                on_bytes(artifact, artifact.bytes)
+            return target
         part = target.with_name(target.name + ".part")
         for fresh in (False, True):
             if fresh:

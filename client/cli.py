@@ -338,9 +338,16 @@ def list_(
             progress = f"{job.progress.step}/{job.progress.total}" if job.progress else "-"
             click.echo(
                 "\t".join(
-                    (job.id, job.status.value, job.model, ",".join(job.concepts), job.method,
-                     progress, job.created_at.isoformat())
-                )  # fmt: skip
+                    (
+                        job.id,
+                        job.status.value,
+                        job.model,
+                        ",".join(job.concepts),
+                        job.method,
+                        progress,
+                        job.created_at.isoformat(),
+                    )
+                )
             )
         return
     table = Table(box=None)
@@ -468,9 +475,7 @@ def _download(
         paths = eraser.download(job, directory, names=names or None, on_bytes=on_bytes)
     if not quiet:
         for artifact in manifest:
-            _err.print(
-                f"  {artifact.name:<44} {artifact.bytes:>12,} B  sha256 ok", markup=False
-            )
+            _err.print(f"  {artifact.name:<44} {artifact.bytes:>12,} B  sha256 ok", markup=False)
         _err.print(f"{len(paths)} artifacts of job {job.id} in {directory}", markup=False)
     return paths
 
@@ -488,4 +493,3 @@ def models(ctx: click.Context, as_json: bool) -> None:
     for model in found:
         state = "" if model.available else "  (unavailable)"
         click.echo(f"{model.name}\t{model.kind}{state}")
-

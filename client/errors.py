@@ -17,7 +17,8 @@ class FieldProblem:
 
     @property
     def field(self) -> str:
-        """The field as a user names it: `body.hyperparameters.iterations` → `hyperparameters.iterations`."""
+        """The field as a user names it: `hyperparameters.iterations` for
+        `body.hyperparameters.iterations`."""
         parts = list(self.loc)
         if parts and parts[0] == "body":
             parts = parts[1:]

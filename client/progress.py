@@ -34,7 +34,7 @@ from client.models import Event, Job
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "-:--"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     minutes, seconds = divmod(seconds, 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"

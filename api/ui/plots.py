@@ -115,8 +115,7 @@ def chart(key: str, points: list[tuple[int, float]]) -> Chart | None:
         + f'<polyline class="smooth" points="{path(smoothed)}"/>'
         + f'<text class="tick" x="{PAD_LEFT}" y="{HEIGHT - 6}">step {first_step}</text>'
         + f'<text class="tick" x="{WIDTH - PAD_RIGHT}" y="{HEIGHT - 6}" '
-        f'text-anchor="end">{last_step}</text>'
-        + "</svg>"
+        f'text-anchor="end">{last_step}</text>' + "</svg>"
     )
     return Chart(key, SERIES[key], svg, smoothed[-1][1], len(points))
 

@@ -79,7 +79,7 @@ def _format_bytes(count: int) -> str:
 def _format_seconds(seconds: float | None) -> str:
     if seconds is None:
         return "–"
-    total = int(round(seconds))
+    total = round(seconds)
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:
@@ -187,9 +187,7 @@ def signin(
         lifetime = timedelta(hours=context.settings.console_session_hours)
         opened = open_session(session, identity, lifetime)
     response = _redirect("/ui/jobs")
-    _set_cookie(
-        response, request, SESSION_COOKIE, opened.token, int(lifetime.total_seconds())
-    )
+    _set_cookie(response, request, SESSION_COOKIE, opened.token, int(lifetime.total_seconds()))
     response.delete_cookie(SIGNIN_CSRF_COOKIE, path=COOKIE_PATH)
     return response
 
@@ -422,14 +420,16 @@ def _adversarial(text: str | None) -> list[dict[str, Any]]:
     rows = []
     for concept, entry in report.items() if isinstance(report, dict) else []:
         top = entry.get("top", []) if isinstance(entry, dict) else []
-        words = [
-            {"word": str(item.get("word")), "probability": float(item.get("probability", 0))}
+        pairs = [
+            (str(item.get("word")), float(item.get("probability", 0)))
             for item in top
             if isinstance(item, dict)
         ]
-        peak = max((w["probability"] for w in words), default=0.0) or 1.0
-        for word in words:
-            word["width"] = round(100 * word["probability"] / peak)
+        peak = max((probability for _, probability in pairs), default=0.0) or 1.0
+        words = [
+            {"word": word, "probability": probability, "width": round(100 * probability / peak)}
+            for word, probability in pairs
+        ]
         rows.append({"concept": str(concept), "words": words})
     return rows
 
@@ -438,7 +438,8 @@ def _evaluation(result: dict[str, Any] | None) -> dict[str, Any] | None:
     """The evaluation stage's verdict and numbers, where the server evaluates jobs."""
     if not result:
         return None
-    source = result.get("evaluation") if isinstance(result.get("evaluation"), dict) else result
+    nested = result.get("evaluation")
+    source: dict[str, Any] = nested if isinstance(nested, dict) else result
     verdict = source.get("acceptance")
     if isinstance(verdict, dict):
         verdict = verdict.get("verdict") or verdict.get("status")
@@ -588,4 +589,3 @@ def download(
     return artifact_routes.download_artifact(
         request, job_id, name, identity.principal, session, context, range_
     )
-

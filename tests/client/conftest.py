@@ -1,4 +1,5 @@
-"""The client and CLI tests run against the session's real `eraser serve` (tests/local_server.py)."""
+"""The client and CLI tests run against the session's real `eraser serve`
+(tests/local_server.py)."""
 
 import pytest
 from local_server import LocalServer

@@ -26,9 +26,7 @@ from client.cli import (
 HP = [flag for key, value in FAST_HYPERPARAMETERS.items() for flag in ("--hp", f"{key}={value}")]
 
 
-def cli_environment(
-    server: LocalServer, key: str | None, url: str | None = None
-) -> dict[str, str]:
+def cli_environment(server: LocalServer, key: str | None, url: str | None = None) -> dict[str, str]:
     environment = dict(server.environment)
     environment["ERASER_API_URL"] = url or server.url
     if key is not None:
@@ -71,7 +69,7 @@ def test_submit_wait_download_shows_progress_and_exits_0_and_cancel_exits_3(
         assert waited.returncode == EXIT_CANCELLED
         assert json.loads(waited.stdout)["status"] == "cancelled"
 
-        stdout, stderr = waiting.communicate(timeout=240)
+        _, stderr = waiting.communicate(timeout=240)
     finally:
         if waiting.poll() is None:
             waiting.kill()

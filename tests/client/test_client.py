@@ -8,10 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from faults import FaultyTransport, path_endswith, path_is
 from fast_job import FAST_HYPERPARAMETERS, PUBLISHED_ARTIFACTS
+from faults import FaultyTransport, path_endswith, path_is
 from local_server import LocalServer
 from rich.console import Console
 
@@ -36,7 +35,9 @@ def sha256(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def finished(server: LocalServer, api_key: str) -> Iterator[tuple[Job, list[Event], FaultyTransport]]:
+def finished(
+    server: LocalServer, api_key: str
+) -> Iterator[tuple[Job, list[Event], FaultyTransport]]:
     """One job, created through a lost response and followed through a dropped stream."""
     faults = FaultyTransport()
     faults.lose_response(path_is("POST", "/v1/jobs"))
@@ -78,7 +79,10 @@ def test_wait_resumes_a_dropped_event_stream_without_losing_or_repeating_events(
 
 
 def test_an_interrupted_download_resumes_with_range_and_verifies(
-    server: LocalServer, api_key: str, finished: tuple[Job, list[Event], FaultyTransport], tmp_path: Path
+    server: LocalServer,
+    api_key: str,
+    finished: tuple[Job, list[Event], FaultyTransport],
+    tmp_path: Path,
 ) -> None:
     job = finished[0]
     with EraserClient(server.url, api_key) as eraser:
@@ -111,7 +115,10 @@ def test_an_interrupted_download_resumes_with_range_and_verifies(
 
 
 def test_a_corrupt_partial_file_is_detected_and_downloaded_afresh(
-    server: LocalServer, api_key: str, finished: tuple[Job, list[Event], FaultyTransport], tmp_path: Path
+    server: LocalServer,
+    api_key: str,
+    finished: tuple[Job, list[Event], FaultyTransport],
+    tmp_path: Path,
 ) -> None:
     job = finished[0]
     (tmp_path / "delta.safetensors.part").write_bytes(b"not the real first bytes" * 100)
@@ -120,13 +127,20 @@ def test_a_corrupt_partial_file_is_detected_and_downloaded_afresh(
         [path] = eraser.download(job, tmp_path, names=["delta.safetensors"])
         expected = {a.name: a.sha256 for a in eraser.artifacts(job)}["delta.safetensors"]
     assert sha256(path) == expected
-    ranges = [r.headers.get("Range") for r in recorder.requests if r.url.path.endswith("delta.safetensors")]
+    ranges = [
+        r.headers.get("Range")
+        for r in recorder.requests
+        if r.url.path.endswith("delta.safetensors")
+    ]
     assert ranges == ["bytes=2400-", None]  # resumed, failed verification, fetched whole
 
 
 @pytest.mark.parametrize("status", [429, 503])
 def test_overload_answers_are_retried_after_retry_after(
-    server: LocalServer, api_key: str, finished: tuple[Job, list[Event], FaultyTransport], status: int
+    server: LocalServer,
+    api_key: str,
+    finished: tuple[Job, list[Event], FaultyTransport],
+    status: int,
 ) -> None:
     job = finished[0]
     faults = FaultyTransport()
@@ -140,9 +154,9 @@ def test_overload_answers_are_retried_after_retry_after(
 
 def test_an_unreachable_api_raises_connection_failed_after_backing_off() -> None:
     slept: list[float] = []
-    with EraserClient("http://127.0.0.1:9", "ek_x", max_retries=3, sleep=slept.append) as eraser:
-        with pytest.raises(ConnectionFailed):
-            eraser.models()
+    nowhere = EraserClient("http://127.0.0.1:9", "ek_x", max_retries=3, sleep=slept.append)
+    with nowhere, pytest.raises(ConnectionFailed):
+        nowhere.models()
     assert len(slept) == 3 and slept[0] < slept[-1]
 
 

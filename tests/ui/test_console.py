@@ -114,7 +114,9 @@ def test_sign_in_submit_watch_download_cancel_sign_out(
     # The results panel arrived without a reload: grid loaded, loss curves drawn.
     grid = browser.find_element(By.ID, "grid")
     WebDriverWait(browser, 20).until(
-        lambda b: b.execute_script("return arguments[0].complete && arguments[0].naturalWidth", grid)
+        lambda b: b.execute_script(
+            "return arguments[0].complete && arguments[0].naturalWidth", grid
+        )
     )
     assert browser.execute_script("return arguments[0].naturalHeight", grid) > 0
     curves = browser.find_elements(By.CSS_SELECTOR, "svg.plot polyline.smooth")
@@ -139,8 +141,10 @@ def test_sign_in_submit_watch_download_cancel_sign_out(
     browser.get(f"{server.url}/ui/jobs/{second}")
     browser.find_element(By.ID, "cancel-job").click()
     WebDriverWait(browser, 60).until(
-        lambda b: b.find_element(By.CSS_SELECTOR, "#status .badge").text.lower()
-        in {"cancelled", "cancelling"}
+        lambda b: (
+            b.find_element(By.CSS_SELECTOR, "#status .badge").text.lower()
+            in {"cancelled", "cancelling"}
+        )
     )
     with EraserClient(server.url, key) as eraser:
         assert eraser.wait(second, timeout=JOB_TIMEOUT_S).status == "cancelled"
