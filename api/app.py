@@ -10,7 +10,7 @@ from api.body_limit import BodySizeLimit
 from api.context import AppContext
 from api.metrics import HttpMetrics, JobsByStatusCollector
 from api.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
-from api.routes import artifacts, events, health, jobs, models
+from api.routes import admin, artifacts, events, health, jobs, models
 from api.ui import install_console
 from core.settings import Settings, get_settings
 
@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for router in (jobs.router, events.router, artifacts.router, models.router, health.router):
         app.include_router(router)
+    app.include_router(admin.router)
     install_console(app)
 
     _declare_problem_schema(app)
