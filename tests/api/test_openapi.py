@@ -13,7 +13,7 @@ def test_every_v1_operation_declares_its_problems_as_problem_json(http: httpx.Cl
         if path.startswith("/v1/")
         for method, operation in item.items()
     }
-    assert len(operations) == 8
+    assert len(operations) == 11  # jobs (4), events, artifacts (2), models, admin keys (3)
 
     for (method, path), operation in operations.items():
         responses = operation["responses"]
@@ -28,6 +28,7 @@ def test_every_v1_operation_declares_its_problems_as_problem_json(http: httpx.Cl
     assert {"206", "404", "416", "422"} <= set(download)
     assert "304" in operations[("GET", "/v1/jobs/{job_id}")]["responses"]
     assert "409" in operations[("POST", "/v1/jobs/{job_id}/cancel")]["responses"]
+    assert "403" in operations[("POST", "/v1/admin/keys")]["responses"]
     assert set(spec["components"]["schemas"]["Problem"]["properties"]) >= {
         "type",
         "title",
