@@ -14,13 +14,13 @@ TORCH_VERSION ?= 2.13.0
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup services tools lint test demo serve
+.PHONY: help setup services browsers tools lint test demo serve
 
 help:
 	@echo "make demo      set up, run the local service and one demo job end to end"
 	@echo "make test      set up, start services, lint, run every test"
 	@echo "make serve     the local profile (API + worker, SQLite, data in ./var) until Ctrl-C"
-	@echo "make setup | services | lint"
+	@echo "make setup | services | browsers | lint"
 
 setup: $(INSTALLED)
 
@@ -33,6 +33,10 @@ $(INSTALLED): pyproject.toml
 services:
 	bash scripts/ensure_services.sh
 
+# Headless Chromium and its driver for the console's browser tests (tests/ui).
+browsers:
+	bash scripts/ensure_browsers.sh
+
 # docker-compose (v1, Debian's) validates docker-compose.yml without a Docker engine.
 tools:
 	command -v docker-compose >/dev/null || { apt-get update -q && \
@@ -43,7 +47,7 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: setup services tools lint
+test: setup services browsers tools lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 demo: setup
