@@ -5,6 +5,7 @@ exit codes a script can act on."""
 import hashlib
 import json
 import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -131,3 +132,16 @@ def test_exit_codes_tell_how_a_job_ended(status: str, result: dict | None, code:
         train_method="xattn", result=result, created_at=now, updated_at=now,
     )  # fmt: skip
     assert exit_code_of(job) == code
+
+
+def test_the_client_and_its_cli_load_without_server_or_engine_modules() -> None:
+    probe = (
+        "import sys, client, client.cli, client.progress, core.cli\n"
+        "core.cli.main.get_command(None, 'jobs')\n"
+        "heavy = {'torch', 'sqlalchemy', 'fastapi', 'celery', 'diffusers', 'api', 'worker'}\n"
+        "print(sorted(heavy & {name.split('.')[0] for name in sys.modules}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"
