@@ -7,11 +7,11 @@ import json
 import subprocess
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
+from cli_support import CliRun, jobs_cli
 from fast_job import FAST_HYPERPARAMETERS, PUBLISHED_ARTIFACTS
-from local_server import ERASER, LocalServer
+from local_server import LocalServer
 
 from client import EraserClient, Job
 from client.cli import (
@@ -24,77 +24,35 @@ from client.cli import (
     exit_code_of,
 )
 
-HP = [flag for key, value in FAST_HYPERPARAMETERS.items() for flag in ("--hp", f"{key}={value}")]
-
-
-def cli_environment(server: LocalServer, key: str | None, url: str | None = None) -> dict[str, str]:
-    environment = dict(server.environment)
-    environment["ERASER_API_URL"] = url or server.url
-    if key is not None:
-        environment["ERASER_API_KEY"] = key
-    return environment
-
-
-def jobs_cli(
-    server: LocalServer, key: str | None, *arguments: str, url: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [ERASER, "jobs", *arguments],
-        env=cli_environment(server, key, url),
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-
 
 def test_submit_wait_download_shows_progress_and_exits_0_and_cancel_exits_3(
-    server: LocalServer, api_key: str, tmp_path: Path
+    server: LocalServer, api_key: str, cli_run: CliRun
 ) -> None:
-    out = tmp_path / "out"
-    waiting = subprocess.Popen(
-        [ERASER, "jobs", "submit", "-c", "ring", *HP, "-p", "a green ring", "--meta", "test=cli",
-         "--wait", "--download", str(out)],
-        env=cli_environment(server, api_key),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
-        # While the worker is busy with that job, a second one waits in the queue: cancel it.
-        submitted = jobs_cli(server, api_key, "submit", "-c", "ring", *HP)
-        assert submitted.returncode == EXIT_OK, submitted.stderr
-        second = submitted.stdout.strip()
-        assert jobs_cli(server, api_key, "cancel", second).returncode == EXIT_OK
-        waited = jobs_cli(server, api_key, "wait", second, "--json")
-        assert waited.returncode == EXIT_CANCELLED
-        assert json.loads(waited.stdout)["status"] == "cancelled"
+    assert cli_run.cancel.returncode == EXIT_OK, cli_run.cancel.stderr
+    waited = jobs_cli(server, api_key, "wait", cli_run.cancelled_id, "--json")
+    assert waited.returncode == EXIT_CANCELLED
+    assert json.loads(waited.stdout)["status"] == "cancelled"
 
-        _, stderr = waiting.communicate(timeout=240)
-    finally:
-        if waiting.poll() is None:
-            waiting.kill()
-            waiting.wait()
-    assert waiting.returncode == EXIT_OK, stderr
+    _, stderr = cli_run.process.communicate(timeout=300)
+    assert cli_run.process.returncode == EXIT_OK, cli_run.stderr_head + stderr
     total = FAST_HYPERPARAMETERS["iterations"]
     progress = [line for line in stderr.splitlines() if " step " in line]
     assert len(progress) >= 2, stderr  # more than the last line: it moved while we waited
     assert f"step {total}/{total}" in progress[-1]
     assert "loss " in progress[-1] and "ETA " in progress[-1]
-    assert "succeeded" in stderr
+    assert f"job {cli_run.job_id} succeeded" in stderr
 
     with EraserClient(server.url, api_key) as eraser:
-        [job] = [j for j in eraser.jobs() if j.metadata.get("test") == "cli"]
-        manifest = eraser.artifacts(job)
+        manifest = eraser.artifacts(cli_run.job_id)
     assert {artifact.name for artifact in manifest} == PUBLISHED_ARTIFACTS
     for artifact in manifest:
-        digest = hashlib.sha256((out / artifact.name).read_bytes()).hexdigest()
+        digest = hashlib.sha256((cli_run.out / artifact.name).read_bytes()).hexdigest()
         assert digest == artifact.sha256
 
-    shown = jobs_cli(server, api_key, "get", job.id, "--json")
+    shown = jobs_cli(server, api_key, "get", cli_run.job_id, "--json")
     assert json.loads(shown.stdout)["status"] == "succeeded"
     listed = jobs_cli(server, api_key, "list", "--status", "succeeded", "--json")
-    assert job.id in {item["id"] for item in json.loads(listed.stdout)}
+    assert cli_run.job_id in {item["id"] for item in json.loads(listed.stdout)}
 
 
 def test_a_bad_request_exits_non_zero_naming_the_problem_and_field(
