@@ -19,10 +19,10 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from local_server import serving  # noqa: E402  (the tests' real-server helper)
+from local_server import serving
 
-from client import EraserClient  # noqa: E402
-from core.toyworld.paths import RECOMMENDED_FILE  # noqa: E402
+from client import EraserClient
+from core.toyworld.paths import RECOMMENDED_FILE
 
 WIDTH = 1366
 
@@ -85,11 +85,15 @@ def main() -> int:
             ring = eraser.create_job(ring_job())
             for job in (esd, ring):
                 print(f"waiting for {job.concepts} ({job.id})")
-                eraser.wait(job, timeout=1800)
+                finished = eraser.wait(job, timeout=1800)
+                if finished.status != "succeeded":
+                    raise SystemExit(f"job {job.id} ended {finished.status}: {finished.error}")
             running = eraser.create_job(
                 {"model": "demo", "concepts": ["triangle"], "hyperparameters": {"iterations": 400}}
             )
-            while (eraser.job(running).progress or None) is None:
+            while (current := eraser.job(running)).progress is None:
+                if current.status.is_terminal:
+                    raise SystemExit(f"job {running.id} ended {current.status}")
                 time.sleep(1)
             time.sleep(4)
             driver = browser()
