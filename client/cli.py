@@ -93,7 +93,11 @@ def _job_json(job: Job) -> dict[str, Any]:
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
 
 
-@click.group("jobs")
+@click.group(
+    "jobs",
+    epilog="Exit codes: 0 succeeded, 1 failed, 2 usage, 3 cancelled, 4 acceptance failed, "
+    "5 refused by the API, 6 API unreachable, 7 --timeout passed, 8 download did not verify.",
+)
 @click.option(
     "--api-url",
     envvar="ERASER_API_URL",
@@ -221,7 +225,7 @@ def submit(
     timeout: float | None,
     as_json: bool,
 ) -> None:
-    """Submit an erasure job, e.g. `eraser jobs submit -c ring --wait --download out/`."""
+    """Submit an erasure job (e.g. -c ring --wait --download out/)."""
     spec = build_spec(
         spec_file, model, concepts, method, train_method, iterations, hyperparameters, seed,
         prompts, metadata,
