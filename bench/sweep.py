@@ -72,6 +72,14 @@ _QUICK_REPLICATES = 200
 @click.option("--replicates", default=1000, show_default=True, help="Bootstrap replicates.")
 @click.option("--quick", is_flag=True, help="Few updates, steps and pictures: wiring only.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="JSON report.")
+@click.option(
+    "--judge",
+    "judge_dir",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    default=TOYWORLD_DIR,
+    show_default=True,
+    help="Folder of the judge's weights.",
+)
 def main(
     concept_text: str,
     jobs_text: str,
@@ -82,6 +90,7 @@ def main(
     replicates: int,
     quick: bool,
     out: Path | None,
+    judge_dir: Path,
 ) -> None:
     recommended = Recommended.load(RECOMMENDED_FILE)
     jobs: list[tuple[str, ...]]
@@ -131,7 +140,7 @@ def main(
                 seeds=seeds,
                 recommended=recommended,
                 model_dir=DEMO_MODEL_DIR,
-                judge_dir=TOYWORLD_DIR,
+                judge_dir=judge_dir,
                 work_dir=Path(work_dir),
                 workers=workers,
                 replicates=replicates,
@@ -147,7 +156,8 @@ def main(
         f"{recommended.hyperparameters.iterations} updates, "
         f"{evaluation['images_per_caption']} pictures per caption at DDIM {evaluation['steps']} / "
         f"CFG {evaluation['guidance']}; {report['wall_time_s']:.0f} s on {workers} worker(s), "
-        f"load {report['load_average']['start'][0]:.1f} → {report['load_average']['end'][0]:.1f}\n"
+        f"load {report['load_average']['start'][0]:.1f} → {report['load_average']['end'][0]:.1f}; "
+        f"CPU s: train {report['cpu_s']['train']:.0f}, pictures {report['cpu_s']['judge']:.0f}\n"
     )
     click.echo(markdown_table(report))
 

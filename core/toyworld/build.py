@@ -132,6 +132,7 @@ def retrain_judge(
         json.loads(report_file.read_text()) if report_file.is_file() else {"accuracy": {}}
     )
     report["accuracy"].update(checks)
+    report.setdefault("parameters", {})["judge"] = sum(p.numel() for p in judge.parameters())
     report["judge"] = {
         "retrained_alone": "the model is the committed one; only the judge was retrained",
         "seed": config.seed,

@@ -147,10 +147,12 @@ def _predictions(judged: Judged) -> tuple[list[str], list[str]]:
 
 
 def _judge_task(subset_file: Path | None) -> tuple[tuple[list[str], list[str]], float]:
+    """Predictions, and the CPU seconds they cost (on this shared machine wall time says more
+    about the neighbours than about the work)."""
     assert _evaluator is not None
-    started = time.monotonic()
+    started = time.process_time()
     judged = _evaluator.judge_with(load_file(subset_file) if subset_file else None)
-    return _predictions(judged), time.monotonic() - started
+    return _predictions(judged), time.process_time() - started
 
 
 def _run_task(
@@ -175,17 +177,18 @@ def _run_task(
     config = config.model_copy(
         update={"hyperparameters": spec.hyperparameters(recommended.hyperparameters)}
     )
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     result = erase(config, run_dir / "out", Hooks(on_checkpoint=on_checkpoint))
-    trained = time.monotonic() - started
-    predictions, judged_s = _judge_task(run_dir / "out" / DELTA_FILE)
+    trained, trained_cpu = time.monotonic() - started, time.process_time() - cpu_started
+    predictions, judged_cpu = _judge_task(run_dir / "out" / DELTA_FILE)
     adversarial = run_dir / "out" / "adversarial_concepts.json"
     return {
         "steps": result.steps_completed,
         "final_losses": result.final_losses,
         "predictions": predictions,
-        "train_s": trained,
-        "judge_s": judged_s,
+        "train_wall_s": trained,
+        "train_cpu_s": trained_cpu,
+        "judge_cpu_s": judged_cpu,
         "adversarial_concepts": json.loads(adversarial.read_text())
         if adversarial.is_file()
         else None,
@@ -240,7 +243,7 @@ def run_sweep(settings: SweepSettings, log: Log) -> dict[str, Any]:
     pool = _Pool(settings)
     try:
         ((base_predictions, base_s),) = pool.map(_judge_task, [(None,)])
-        log(f"base judged in {base_s:.0f}s")
+        log(f"base judged: {base_s:.0f} CPU s")
         calls, keys = [], []
         for concepts in settings.jobs:
             for spec in settings.methods:
@@ -252,7 +255,10 @@ def run_sweep(settings: SweepSettings, log: Log) -> dict[str, Any]:
         results = pool.map(_run_task, calls)
         runs = {(c, m, s): (r, d) for (c, m, s, d), r in zip(keys, results, strict=True)}
         for (c, m, s), (r, _) in runs.items():
-            log(f"{job_name(c)} {m} seed {s}: train {r['train_s']:.0f}s judge {r['judge_s']:.0f}s")
+            log(
+                f"{job_name(c)} {m} seed {s}: train {r['train_cpu_s']:.0f} CPU s "
+                f"({r['train_wall_s']:.0f} s wall), judge final {r['judge_cpu_s']:.0f} CPU s"
+            )
 
         # Which checkpoints the equal-erasure comparison needs (see the module docstring).
         total = settings.recommended.hyperparameters.iterations
@@ -274,6 +280,8 @@ def run_sweep(settings: SweepSettings, log: Log) -> dict[str, Any]:
                 curves[concepts][spec.name] = {0: [base] * settings.seeds, total: finals}
         pending = [c for c in settings.jobs]
         extra_judged = 0
+        judge_cpu = base_s + sum(r["judge_cpu_s"] for r in results)
+        train_cpu = sum(r["train_cpu_s"] for r in results)
         for step in reversed(checkpoint_steps):
             judge_calls: list[tuple[Path]] = []
             wanted = []
@@ -295,6 +303,7 @@ def run_sweep(settings: SweepSettings, log: Log) -> dict[str, Any]:
             outputs = pool.map(_judge_task, judge_calls)
             extra_judged += len(judge_calls)
             gathered: dict[tuple[tuple[str, ...], str], list[Tally]] = {}
+            judge_cpu += sum(cpu for _, cpu in outputs)
             for (concepts, name, _seed), (predictions, _) in zip(wanted, outputs, strict=True):
                 gathered.setdefault((concepts, name), []).append(
                     tally(_judged(predictions, n_images), concepts, n_images)
@@ -365,6 +374,9 @@ def run_sweep(settings: SweepSettings, log: Log) -> dict[str, Any]:
         "mean_over_single_concepts": _mean_row(single_rows, [s.name for s in settings.methods]),
         "judged_checkpoints_beyond_finals": extra_judged,
         "wall_time_s": round(time.monotonic() - started, 1),
+        # Work done, independent of the neighbours: CPU seconds of the runs (train) and of
+        # generating + judging pictures; ÷ workers ≈ wall time on a quiet machine.
+        "cpu_s": {"train": round(train_cpu, 1), "judge": round(judge_cpu, 1)},
         "load_average": {"start": load_at_start, "end": os.getloadavg()},
     }
     return report

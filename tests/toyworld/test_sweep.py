@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.hyperparameters import Hyperparameters, Method
-from core.toyworld.sweep import MethodSpec, parse_method_specs
+from core.toyworld.sweep import MethodSpec, default_jobs, parse_jobs, parse_method_specs
 
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "sweep.py"
 
@@ -31,11 +31,11 @@ def test_quick_sweep_prints_one_row_per_job_with_intervals_and_writes_the_report
 ) -> None:
     out = tmp_path / "sweep.json"
     _sweep(
-        *("--concepts", "ring", "--jobs", "red+orange", "--methods", "esd,ap"),
+        *("--concepts", "none", "--jobs", "red+orange", "--methods", "esd,ap"),
         *("--seeds", "1", "--workers", "1", "--quick", "--out", str(out)),
     )
     report = json.loads(out.read_text())
-    assert [row["concepts"] for row in report["rows"]] == [["ring"], ["red", "orange"]]
+    assert [row["concepts"] for row in report["rows"]] == [["red", "orange"]]
     for row in report["rows"]:
         compared = row["equal_erasure"]
         for method in ("esd", "ap"):
@@ -48,9 +48,15 @@ def test_quick_sweep_prints_one_row_per_job_with_intervals_and_writes_the_report
         assert curve["steps"][0] == 0 and curve["steps"][-1] == 4  # base … final
         assert report["settings"]["evaluation"]["images_per_caption"] == 2
     table = capsys.readouterr().out
-    rows = [line for line in table.splitlines() if line.startswith(("| ring", "| red+orange"))]
-    assert len(rows) == 2 and all("[" in row for row in rows)
-    assert "mean of 1 single concepts" in table
+    rows = [line for line in table.splitlines() if line.startswith("| red+orange")]
+    assert len(rows) == 1 and "[" in rows[0]
+
+
+def test_jobs_and_concepts_parse_against_the_world() -> None:
+    assert parse_jobs("red+orange, ring") == [("red", "orange"), ("ring",)]
+    assert len(default_jobs()) == 12 + 3
+    with pytest.raises(ValueError, match="not a concept of the toy world"):
+        parse_jobs("red+dog")
 
 
 def test_method_specs_map_to_hyperparameter_overrides() -> None:
