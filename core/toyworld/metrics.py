@@ -367,3 +367,19 @@ def paired_variance(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
     """Variance of the per-picture difference between two methods judged on the same pictures."""
     difference = correct_a.astype(np.float64) - correct_b.astype(np.float64)
     return float(difference.var())
+
+
+def kept_correct(judged: Judged, erased: Sequence[str]) -> np.ndarray:
+    """Per picture of a kept concept on an erased axis (the pictures PSR is made of): whether
+    the judge read it as prompted. Same order for every method judged on the same prompts."""
+    erased_set = set(erased)
+    shapes = np.asarray([p.shape for p in judged.prompts])
+    colours = np.asarray([p.colour for p in judged.prompts])
+    kept = ~(np.isin(shapes, list(erased_set)) | np.isin(colours, list(erased_set)))
+    axes = {concept_axis(c) for c in erased}
+    parts = []
+    if SHAPE_AXIS in axes:
+        parts.append(judged.shape_correct()[kept])
+    if COLOUR_AXIS in axes:
+        parts.append(judged.colour_correct()[kept])
+    return np.concatenate(parts)

@@ -40,7 +40,10 @@ from core.toyworld.metrics import (
     Tally,
     _interval,
     equal_erasure_with_ci,
+    kept_correct,
+    paired_variance,
     parse_concepts,
+    pictures_for_paired_difference,
     tally,
 )
 from core.toyworld.proving import DELTA_FILE, Evaluator, _trained_subset, erasure_config
@@ -333,7 +336,8 @@ def run_sweep(settings: SweepSettings, log: Log) -> dict[str, Any]:
             {
                 "concepts": list(concepts),
                 "equal_erasure": compared.as_dict(),
-                "pictures_for_5_points": _pictures_for_five_points(compared, settings, concepts),
+                "pictures_for_5_points": _pictures_for_five_points(compared, settings),
+                "pictures_for_5_points_paired": _paired_pictures(runs, settings, concepts),
                 "curves": {
                     name: {
                         "steps": c.steps,
@@ -382,9 +386,43 @@ def run_sweep(settings: SweepSettings, log: Log) -> dict[str, Any]:
     return report
 
 
-def _pictures_for_five_points(
-    compared: EqualErasure, settings: SweepSettings, concepts: Sequence[str]
-) -> dict[str, int]:
+def _paired_pictures(
+    runs: dict[tuple[tuple[str, ...], str, int], tuple[dict[str, Any], Path]],
+    settings: SweepSettings,
+    concepts: tuple[str, ...],
+) -> dict[str, dict[str, float]]:
+    """From the final models' kept pictures, paired by prompt, image seed and training seed:
+    the variance of one picture's difference from the reference method, the pictures per method
+    that put a 5-point difference outside the 95 % interval (picture noise only), and the images
+    per caption that means with this job's kept captions and seeds."""
+    n_images = settings.recommended.sampling.images_per_caption
+    reference = settings.methods[0].name
+
+    def correct(name: str) -> np.ndarray:
+        return np.concatenate(
+            [
+                kept_correct(
+                    _judged(runs[(concepts, name, s)][0]["predictions"], n_images), concepts
+                )
+                for s in range(settings.seeds)
+            ]
+        )
+
+    base = correct(reference)
+    out = {}
+    for spec in settings.methods[1:]:
+        variance = paired_variance(correct(spec.name), base)
+        pictures = pictures_for_paired_difference(variance)
+        kept_captions = len(base) / (n_images * settings.seeds)
+        out[spec.name] = {
+            "per_picture_variance": variance,
+            "pictures_per_method": pictures,
+            "images_per_caption": float(np.ceil(pictures / (kept_captions * settings.seeds))),
+        }
+    return out
+
+
+def _pictures_for_five_points(compared: EqualErasure, settings: SweepSettings) -> dict[str, int]:
     """Images per caption at which each paired difference's 95 % interval would be ±5 points,
     scaling the measured half-width by 1/√pictures (the training-seed part of the noise does not
     shrink with pictures, so this is a lower bound when seeds dominate)."""

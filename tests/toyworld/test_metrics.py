@@ -10,6 +10,8 @@ from core.toyworld.metrics import (
     Curve,
     Tally,
     equal_erasure_with_ci,
+    kept_correct,
+    paired_variance,
     parse_concepts,
     pictures_for_paired_difference,
     psr_at_esr,
@@ -154,3 +156,12 @@ def test_pictures_needed_for_a_five_point_difference() -> None:
     assert pictures_for_paired_difference(0.32) == 492
     # Pairing helps: the fewer pictures the two methods disagree on, the fewer are needed.
     assert pictures_for_paired_difference(0.08) < 130
+
+
+def test_paired_variance_counts_only_the_pictures_the_methods_disagree_on() -> None:
+    lost_orange = _judged({"red": NONE, "orange": NONE}, "colour")
+    kept_orange = _judged({"red": NONE}, "colour")
+    a, b = kept_correct(lost_orange, ["red"]), kept_correct(kept_orange, ["red"])
+    assert len(a) == 5 * 6  # kept colours × shapes
+    # 6 of 30 pictures differ (orange ones), always the same way: p = 0.2, variance 0.2 − 0.04.
+    assert paired_variance(b, a) == pytest.approx(0.16)
