@@ -20,12 +20,13 @@ import diffusers
 import numpy as np
 import torch
 import transformers
+from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
 
 from core.erasure.models import SamplingDefaults
 from core.toyworld import models
 from core.toyworld.evaluate import SamplingSettings, judge_model
-from core.toyworld.judge import JudgeTraining, accuracy, train_judge
+from core.toyworld.judge import Judge, JudgeTraining, accuracy, none_report, train_judge
 from core.toyworld.training import (
     DiffusionTraining,
     Log,
@@ -36,7 +37,7 @@ from core.toyworld.training import (
     train_diffusion,
     train_vae,
 )
-from core.toyworld.world import make_dataset
+from core.toyworld.world import make_dataset, make_negatives
 
 # Besides the acceptance CFG, the report records these scales (see SamplingSettings.guidance).
 REPORTED_GUIDANCES = (6.0,)
@@ -48,6 +49,9 @@ class BuildConfig:
     train_images: int = 24_000
     judge_images: int = 24_000
     heldout_images: int = 3_600
+    # Negatives for the judge's "none" answer; the held-out ones come from another seed.
+    judge_negatives: int = 14_000
+    heldout_negatives: int = 3_500
     vae: VaeTraining = field(default_factory=VaeTraining)
     diffusion: DiffusionTraining = field(default_factory=DiffusionTraining)
     judge: JudgeTraining = field(default_factory=JudgeTraining)
@@ -61,6 +65,8 @@ class BuildConfig:
             train_images=360,
             judge_images=360,
             heldout_images=72,
+            judge_negatives=70,
+            heldout_negatives=14,
             vae=VaeTraining(steps=3, batch_size=8),
             diffusion=DiffusionTraining(steps=3, batch_size=8),
             judge=JudgeTraining(steps=3, batch_size=8),
@@ -79,6 +85,69 @@ def _reconstruct(vae: Any, images: torch.Tensor, batch_size: int = 512) -> torch
         ).clamp(-1, 1)
 
 
+# Data seeds, as offsets from the build seed: every set its own, so nothing held out was seen.
+_TRAIN, _JUDGE, _HELDOUT, _JUDGE_NEGATIVES, _HELDOUT_NEGATIVES = 0, 1, 2, 3, 4
+
+
+def train_and_check_judge(config: BuildConfig, log: Log) -> tuple[Judge, dict[str, Any]]:
+    """The judge, and what it reads on held-out real pictures and held-out negatives."""
+    judge_data = make_dataset(config.judge_images, seed=config.seed + _JUDGE)
+    negatives = make_negatives(config.judge_negatives, seed=config.seed + _JUDGE_NEGATIVES)
+    judge = train_judge(judge_data, config.judge, config.seed, log, negatives=negatives)
+    heldout = make_dataset(config.heldout_images, seed=config.seed + _HELDOUT)
+    shape, colour = accuracy(
+        judge, images_to_tensor(heldout.images), heldout.shapes, heldout.colours
+    )
+    log(f"judge on real held-out pictures: shape {shape:.3f} colour {colour:.3f}")
+    heldout_negatives = make_negatives(
+        config.heldout_negatives, seed=config.seed + _HELDOUT_NEGATIVES
+    )
+    negatives_read = none_report(judge, heldout_negatives)
+    for kind, row in negatives_read.items():
+        log(f"judge on held-out {kind}: {row}")
+    return judge, {
+        "judge_on_real": {"shape": shape, "colour": colour},
+        "judge_on_negatives": negatives_read,
+    }
+
+
+def retrain_judge(
+    config: BuildConfig, model_dir: Path, assets_dir: Path, log: Log
+) -> dict[str, Any]:
+    """Retrain only the judge (the model stays as committed), save it, re-judge the model's
+    generated pictures, and update the build report's judge sections."""
+    torch.set_num_threads(config.threads)
+    started = time.monotonic()
+    judge, checks = train_and_check_judge(config, log)
+    judge.save(assets_dir)
+    vae = AutoencoderKL.from_pretrained(model_dir / "vae").eval()
+    heldout = make_dataset(config.heldout_images, seed=config.seed + _HELDOUT)
+    recon_shape, recon_colour = accuracy(
+        judge, _reconstruct(vae, images_to_tensor(heldout.images)), heldout.shapes, heldout.colours
+    )
+    checks["judge_on_vae_reconstructions"] = {"shape": recon_shape, "colour": recon_colour}
+    checks["generated"] = judge_model(model_dir, judge, config.sampling, REPORTED_GUIDANCES)
+    report_file = assets_dir / "build_report.json"
+    report: dict[str, Any] = (
+        json.loads(report_file.read_text()) if report_file.is_file() else {"accuracy": {}}
+    )
+    report["accuracy"].update(checks)
+    report.setdefault("parameters", {})["judge"] = sum(p.numel() for p in judge.parameters())
+    report["judge"] = {
+        "retrained_alone": "the model is the committed one; only the judge was retrained",
+        "seed": config.seed,
+        "config": asdict(config.judge),
+        "judge_images": config.judge_images,
+        "judge_negatives": config.judge_negatives,
+        "heldout_images": config.heldout_images,
+        "heldout_negatives": config.heldout_negatives,
+        "wall_time_s": round(time.monotonic() - started, 1),
+        "threads": config.threads,
+    }
+    report_file.write_text(json.dumps(report, indent=2))
+    return report
+
+
 def build(config: BuildConfig, model_dir: Path, assets_dir: Path, log: Log) -> dict[str, Any]:
     """Train everything and write the pipeline to `model_dir`, the judge and report to
     `assets_dir`. Returns the report."""
@@ -92,15 +161,12 @@ def build(config: BuildConfig, model_dir: Path, assets_dir: Path, log: Log) -> d
         return time.monotonic()
 
     t = time.monotonic()
-    train = make_dataset(config.train_images, seed=config.seed)
-    judge_data = make_dataset(config.judge_images, seed=config.seed + 1)
-    heldout = make_dataset(config.heldout_images, seed=config.seed + 2)
+    train = make_dataset(config.train_images, seed=config.seed + _TRAIN)
+    heldout = make_dataset(config.heldout_images, seed=config.seed + _HELDOUT)
     t = lap("data", t)
 
-    judge = train_judge(judge_data, config.judge, config.seed, log)
+    judge, judge_checks = train_and_check_judge(config, log)
     heldout_images = images_to_tensor(heldout.images)
-    judge_shape, judge_colour = accuracy(judge, heldout_images, heldout.shapes, heldout.colours)
-    log(f"judge on real held-out pictures: shape {judge_shape:.3f} colour {judge_colour:.3f}")
     t = lap("judge", t)
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -166,7 +232,7 @@ def build(config: BuildConfig, model_dir: Path, assets_dir: Path, log: Log) -> d
         },
         "latent_scaling_factor": scaling,
         "accuracy": {
-            "judge_on_real": {"shape": judge_shape, "colour": judge_colour},
+            **judge_checks,
             "judge_on_vae_reconstructions": {"shape": recon_shape, "colour": recon_colour},
             "generated": generated,
         },

@@ -49,6 +49,30 @@ def build(seed: int, model_dir: Path, assets_dir: Path, threads: int, quick: boo
     click.echo(json.dumps({"wall_time_s": report["wall_time_s"], **report["accuracy"]}, indent=2))
 
 
+@toyworld.command("retrain-judge")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--threads", default=2, show_default=True, help="torch CPU threads.")
+@click.option(
+    "--assets-dir",
+    type=click.Path(path_type=Path),
+    default=TOYWORLD_DIR,
+    show_default=True,
+    help="Where the judge is written and the build report updated.",
+)
+def retrain_judge(seed: int, threads: int, assets_dir: Path) -> None:
+    """Retrain only the judge (a few minutes) and re-judge the committed model with it."""
+    from core.toyworld.build import BuildConfig
+    from core.toyworld.build import retrain_judge as run_retrain
+
+    started = time.monotonic()
+
+    def log(line: str) -> None:
+        click.echo(f"[{time.monotonic() - started:7.0f}s] {line}", err=True)
+
+    report = run_retrain(BuildConfig(seed=seed, threads=threads), DEMO_MODEL_DIR, assets_dir, log)
+    click.echo(json.dumps({"judge": report["judge"], **report["accuracy"]}, indent=2))
+
+
 @toyworld.command()
 @click.option(
     "--model",

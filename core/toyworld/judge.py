@@ -1,8 +1,12 @@
-"""The judge: a small CNN that tells the shape and the colour of a toy-world picture.
+"""The judge: a small CNN that tells the shape and the colour of a toy-world picture, or says
+that it shows none of them.
 
 It plays the role of the paper's ResNet-50 on Imagenette. It is trained on real pictures of the
 world, with blur and noise so that the softer pictures a diffusion model produces are still read
-for what they show instead of being pushed out of distribution.
+for what they show, and on negatives (broken, partial, heavily blurred and blended shapes, blobs,
+empty pictures, off-palette colours; `core.toyworld.world.make_negatives`) labelled "none" on the
+axis they do not show. Without that third answer a damaged shape must be read as some shape, and
+an erasure that leaves a smear is scored as if it had drawn a circle.
 """
 
 import json
@@ -17,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from core.toyworld.training import Log, images_to_tensor
-from core.toyworld.world import COLOUR_NAMES, SHAPES, Dataset
+from core.toyworld.world import COLOUR_NAMES, NEGATIVE_KINDS, NONE, SHAPES, Dataset, Negatives
 
 WEIGHTS_FILE = "judge.safetensors"
 CONFIG_FILE = "judge.json"
@@ -25,8 +29,9 @@ CONFIG_FILE = "judge.json"
 
 @dataclass(frozen=True)
 class JudgeConfig:
-    shapes: tuple[str, ...] = SHAPES
-    colours: tuple[str, ...] = COLOUR_NAMES
+    # The last class of each head is NONE; a judge saved before it existed loads without it.
+    shapes: tuple[str, ...] = (*SHAPES, NONE)
+    colours: tuple[str, ...] = (*COLOUR_NAMES, NONE)
     width: int = 16
 
 
@@ -88,11 +93,16 @@ class Judge(nn.Module):
 
 @dataclass(frozen=True)
 class JudgeTraining:
-    steps: int = 400
+    steps: int = 1000
     batch_size: int = 128
     lr: float = 3e-3
     max_blur_sigma: float = 1.0
     max_noise: float = 0.08
+    # Smooth random warps up to this many pixels: a diffusion model's shapes have wobbly edges
+    # and uneven arms, which a judge that can say "none" must still read as the shape.
+    max_warp_px: float = 1.5
+    # Share of each batch drawn from the negatives (when there are any).
+    negative_share: float = 0.3
 
 
 def _augment(batch: torch.Tensor, spec: JudgeTraining, generator: torch.Generator) -> torch.Tensor:
@@ -111,26 +121,64 @@ def _augment(batch: torch.Tensor, spec: JudgeTraining, generator: torch.Generato
     blurred = grouped.reshape(batch.shape)
     noise = torch.randn(batch.shape, generator=generator) * spec.max_noise
     noise = noise * torch.rand(n, 1, 1, 1, generator=generator)
-    return (blurred + noise).clamp(-1, 1)
+    return _warp(blurred + noise, spec.max_warp_px, generator).clamp(-1, 1)
 
 
-def train_judge(data: Dataset, spec: JudgeTraining, seed: int, log: Log) -> Judge:
+def _warp(batch: torch.Tensor, max_px: float, generator: torch.Generator) -> torch.Tensor:
+    """A smooth random displacement per image (a 4×4 field, upsampled), up to `max_px`."""
+    if max_px <= 0:
+        return batch
+    n, _, h, w = batch.shape
+    strength = torch.rand(n, 1, 1, 1, generator=generator) * max_px * 2 / w  # normalised units
+    coarse = torch.randn(n, 2, 4, 4, generator=generator) * strength
+    field = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True)
+    identity = F.affine_grid(torch.eye(2, 3).expand(n, 2, 3), [n, 3, h, w], align_corners=False)
+    grid = identity + field.permute(0, 2, 3, 1)
+    return F.grid_sample(batch, grid, padding_mode="border", align_corners=False)
+
+
+def _labels(names: list[str], classes: tuple[str, ...]) -> torch.Tensor:
+    return torch.tensor([classes.index(n) for n in names], dtype=torch.int64)
+
+
+def train_judge(
+    data: Dataset,
+    spec: JudgeTraining,
+    seed: int,
+    log: Log,
+    negatives: Negatives | None = None,
+) -> Judge:
+    """Real pictures, and with `negatives` the third answer per head; each batch mixes them in
+    the proportion `spec.negative_share`."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    judge = Judge(JudgeConfig())
+    config = JudgeConfig() if negatives is not None else JudgeConfig(SHAPES, COLOUR_NAMES)
+    judge = Judge(config)
     images = images_to_tensor(data.images)
-    shapes = torch.from_numpy(data.shapes)
+    shapes = torch.from_numpy(data.shapes)  # SHAPES and COLOUR_NAMES are the configs' prefixes
     colours = torch.from_numpy(data.colours)
+    n_negative = 0
+    if negatives is not None:
+        n_negative = round(spec.batch_size * spec.negative_share)
+        negative_images = images_to_tensor(negatives.images)
+        negative_shapes = _labels(negatives.shapes, config.shapes)
+        negative_colours = _labels(negatives.colours, config.colours)
+    n_real = spec.batch_size - n_negative
     optimizer = torch.optim.AdamW(judge.parameters(), lr=spec.lr, weight_decay=1e-4)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, spec.lr, total_steps=spec.steps)
     judge.train()
     started = time.monotonic()
     for step in range(spec.steps):
-        index = torch.randint(len(images), (spec.batch_size,), generator=generator)
-        batch = _augment(images[index], spec, generator)
-        shape_logits, colour_logits = judge(batch)
-        loss = F.cross_entropy(shape_logits, shapes[index]) + F.cross_entropy(
-            colour_logits, colours[index]
+        index = torch.randint(len(images), (n_real,), generator=generator)
+        batch, shape_labels, colour_labels = images[index], shapes[index], colours[index]
+        if n_negative:
+            pick = torch.randint(len(negative_images), (n_negative,), generator=generator)
+            batch = torch.cat([batch, negative_images[pick]])
+            shape_labels = torch.cat([shape_labels, negative_shapes[pick]])
+            colour_labels = torch.cat([colour_labels, negative_colours[pick]])
+        shape_logits, colour_logits = judge(_augment(batch, spec, generator))
+        loss = F.cross_entropy(shape_logits, shape_labels) + F.cross_entropy(
+            colour_logits, colour_labels
         )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -151,3 +199,31 @@ def accuracy(
         float((predicted_shapes.numpy() == shapes).mean()),
         float((predicted_colours.numpy() == colours).mean()),
     )
+
+
+def none_report(judge: Judge, negatives: Negatives) -> dict[str, dict[str, float]]:
+    """Per kind of negative: the share of the axes labelled NONE that the judge reads as NONE,
+    and the share of the other axis (a palette colour, a real shape) it still reads right."""
+    predicted_shapes, predicted_colours = judge.predict(images_to_tensor(negatives.images))
+    shapes = np.asarray(judge.config.shapes)[predicted_shapes.numpy()]
+    colours = np.asarray(judge.config.colours)[predicted_colours.numpy()]
+    kinds = np.asarray(negatives.kinds)
+    true_shapes, true_colours = np.asarray(negatives.shapes), np.asarray(negatives.colours)
+    report: dict[str, dict[str, float]] = {}
+    for kind in NEGATIVE_KINDS:
+        mask = kinds == kind
+        if not mask.any():
+            continue
+        row: dict[str, float] = {"pictures": float(mask.sum())}
+        for axis, read, truth in (
+            ("shape", shapes, true_shapes),
+            ("colour", colours, true_colours),
+        ):
+            hit = read[mask] == truth[mask]
+            none_label = truth[mask] == NONE
+            if none_label.any():
+                row[f"{axis}_none"] = float(hit[none_label].mean())
+            if (~none_label).any():
+                row[f"{axis}_kept"] = float(hit[~none_label].mean())
+        report[kind] = row
+    return report

@@ -1,5 +1,5 @@
 """The bench scripts end to end (short runs): real engine runs on the committed model, a JSON
-report, a grid and a trade-off plot; the concept sweep's per-concept table."""
+report, a grid and a trade-off plot."""
 
 import json
 import runpy
@@ -46,24 +46,3 @@ def test_bench_refuses_a_concept_outside_the_world(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         _bench("--concept", "dog", "--out", str(tmp_path / "r.json"))
     assert exit_info.value.code == 2
-
-
-def test_concept_sweep_reports_each_concept_against_the_base_model(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "sweep.json"
-    _run_script(
-        "concept_sweep.py",
-        *("--concepts", "ring,red", "--methods", "esd", "--seeds", "1", "--iterations", "2"),
-        *("--out", str(out)),
-    )
-    sweep = json.loads(out.read_text())
-    assert sweep["iterations"] == 2
-    assert list(sweep["reports"]) == ["ring", "red"]  # each erased on its own
-    for concept, report in sweep["reports"].items():
-        assert report["concepts"] == [concept]
-        run = report["methods"]["esd"]["runs"][0]
-        assert [point["step"] for point in run["curve"]] == [0, 2]  # base and final only
-    table = capsys.readouterr().out
-    rows = [line for line in table.splitlines() if line.startswith(("| ring", "| red"))]
-    assert len(rows) == 2 and all(row.endswith("/1 |") for row in rows)
