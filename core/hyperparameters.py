@@ -97,7 +97,7 @@ class Hyperparameters(BaseModel):
         8, ge=1, le=100, description="damage: draws of (k, t, x_T) averaged per scoring."
     )
     damage_top: int = Field(
-        3, ge=1, le=1_000, description="damage: preserve one of the m most damaged candidates."
+        3, ge=1, le=1_000, description="damage: c_a drawn from the m most damaged, ∝ damage."
     )
     share_trajectory: bool = Field(
         False,

@@ -3,11 +3,11 @@
 Two ways to choose, one state per erased concept:
 - `gumbel` (the paper's): π_c learnt by gradient ascent on the preservation loss, c_a a hard
   straight-through Gumbel-softmax sample of softmax(π_c), e_a = y·M_c.
-- `damage` (measured): every few updates the trainer scores every candidate's drift
-  d_w = ||ε_θ'(z, t, E(w)) − ε_θ(z, t, E(w))||² directly, and c_a is drawn uniformly from the m
-  most damaged. The paper's π follows a one-sample gradient estimate of that same quantity; on
-  the proving ground its ranking barely tracked the real damage (docs/quality.md), the measured
-  one does by construction, at the price of 2|R_c| extra forwards per scoring.
+- `damage` (measured): every few updates the trainer scores every candidate's preservation
+  loss directly (Trainer.score_damage), and c_a is drawn from the m most damaged in proportion
+  to their damage. The paper's π follows a one-sample gradient estimate of that same quantity;
+  on the proving ground its ranking barely tracked the real damage (docs/quality.md), the
+  measured one does, at the price of 2|R_c| extra forwards per scored draw.
 
 All randomness comes from the run's own generator (not torch's global RNG) so that a run and its
 resumption draw the same samples.
@@ -37,14 +37,20 @@ class Adversary:
         return cls(candidates, logits, [0] * len(candidates.words))
 
     def most_damaged(self, top: int, generator: torch.Generator) -> tuple[torch.Tensor, int]:
-        """A one-hot y for a candidate drawn uniformly from the `top` most damaged (from all,
-        before the first scoring); counts the draw."""
+        """A one-hot y for a candidate among the `top` most damaged, drawn in proportion to its
+        measured damage (uniformly from all before the first scoring); counts the draw. In
+        proportion, because the damage is uneven: the nearest concept often drifts several
+        times more than the next, and should get that much more of the preservation."""
         size = len(self.candidates.words)
-        if self.damage is None:
-            pool = torch.arange(size)
-        else:
-            pool = torch.topk(self.damage.float().cpu(), min(top, size)).indices
-        index = int(pool[int(torch.randint(len(pool), (1,), generator=generator))])
+        weights = torch.ones(size, dtype=torch.float64)
+        if self.damage is not None:
+            damage = self.damage.double().cpu().clamp_min(0)
+            kept = torch.topk(damage, min(top, size)).indices
+            weights = torch.zeros(size, dtype=torch.float64)
+            weights[kept] = damage[kept]
+            if float(weights.sum()) <= 0:  # nothing drifted yet: the top m, uniformly
+                weights[kept] = 1.0
+        index = int(torch.multinomial(weights, 1, generator=generator))
         self.draws[index] += 1
         return F.one_hot(torch.tensor(index), size).float().to(self.logits.device), index
 
