@@ -27,9 +27,10 @@ class TrainMethod(StrEnum):
 
 
 class Precision(StrEnum):
-    FP32 = "fp32"
+    AUTO = "auto"  # bf16 on a GPU that supports it, fp32 elsewhere (the engine resolves it)
+    FP32 = "fp32"  # on CUDA, matmuls use TF32 unless the run turns it off
     BF16 = "bf16"  # autocast; parameters and optimizer states stay fp32
-    FP16 = "fp16"
+    FP16 = "fp16"  # autocast with a gradient scaler (fp16 gradients underflow without one)
 
 
 class LossSpace(StrEnum):

@@ -88,7 +88,16 @@ class TrainedSubset:
 
     @contextlib.contextmanager
     def without_gradients(self) -> Iterator[None]:
-        """θ' acts as a constant (the adversary step differentiates only w.r.t. π)."""
+        """θ' acts as a constant (the adversary step differentiates only w.r.t. π).
+
+        Under gradient checkpointing the UNet's blocks are re-run during backward, which may
+        happen after this context has closed; re-run with θ' requiring gradients they would
+        save other tensors than the forward did and checkpointing fails. There θ' keeps its
+        requires_grad and the gradients it then receives are discarded by the caller
+        (`zero_grad`): a little more backward work, the same π update."""
+        if getattr(self.unet, "is_gradient_checkpointing", False):
+            yield
+            return
         for parameter in self.live.values():
             parameter.requires_grad_(False)
         try:

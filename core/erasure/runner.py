@@ -11,7 +11,17 @@ import torch
 from core.erasure.adversary import Adversary
 from core.erasure.candidates import select_candidates
 from core.erasure.checkpoints import CHECKPOINTS_DIR, load_latest_checkpoint, save_checkpoint
-from core.erasure.models import BaseModel, load_base_model, resolve_device, translate_oom
+from core.erasure.models import (
+    BaseModel,
+    configure_device,
+    load_base_model,
+    offload_parts,
+    resolve_device,
+    resolve_precision,
+    restore_parts,
+    speed_up_unet,
+    translate_oom,
+)
 from core.erasure.outputs import (
     DEFAULT_CONTROL_PROMPTS,
     GridSettings,
@@ -97,6 +107,11 @@ def prepare(config: ErasureConfig, base: BaseModel, device: torch.device) -> Pre
         words = _vocabulary(config, base, concepts)
         adversaries = _adversaries(config, base, concepts, concept_embeddings, words, device)
     unet = pipeline.unet
+    speed_up_unet(unet, device, config.channels_last, config.compile_unet)
+    if config.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    else:
+        unet.disable_gradient_checkpointing()
     grid = DdimGrid(base.scheduler.alphas_cumprod.double().cpu(), h.ddim_steps)
     if grid.stride < 1:
         raise ErasureError(f"ddim_steps {h.ddim_steps} exceeds the {grid.train_timesteps} steps")
@@ -108,7 +123,7 @@ def prepare(config: ErasureConfig, base: BaseModel, device: torch.device) -> Pre
         hyperparameters=h,
         method=config.method,
         device=device,
-        precision=config.precision,
+        precision=resolve_precision(config.precision, device),
         concepts=concepts,
         concept_embeddings=concept_embeddings,
         empty_embedding=empty,
@@ -131,7 +146,7 @@ def prepare(config: ErasureConfig, base: BaseModel, device: torch.device) -> Pre
         "train_method": config.train_method.value,
         "hyperparameters": h.model_dump(mode="json", exclude={"iterations"}),
         "seed": config.seed,
-        "precision": config.precision.value,
+        "precision": setup.precision.value,
         "vocabulary_hash": vocabulary["hash"],
     }
     return PreparedRun(setup, fingerprint, vocabulary)
@@ -153,7 +168,7 @@ def _manifest(
         "trained_parameters": len(run.setup.subset.names),
         "hyperparameters": run.setup.hyperparameters.model_dump(mode="json"),
         "seed": config.seed,
-        "precision": config.precision.value,
+        "precision": run.setup.precision.value,
         "device": str(run.setup.device),
         "vocabulary": run.vocabulary,
         "libraries": library_versions(),
@@ -217,10 +232,13 @@ def erase(
     started = time.perf_counter()
     out_dir = Path(out_dir)
     device = resolve_device(config.device)
+    configure_device(device, config.allow_tf32)
     total = config.hyperparameters.iterations
     with translate_oom(device):
         base = load_base_model(config.model, device, config.cache_dir)
         run = prepare(config, base, device)
+        if config.offload:  # every prompt training needs is embedded by now
+            offload_parts(base)
         trainer = Trainer(run.setup, config.seed)
         resumed_from = _start(out_dir, run, trainer, resume, hooks)
 
@@ -254,6 +272,7 @@ def erase(
                 wall_time_s=time.perf_counter() - started,
             )
         grid = _grid_settings(config, base)
+        restore_parts(base, device)
         manifest = _manifest(config, base, run, trainer, grid, time.perf_counter() - started)
         outputs = write_outputs(
             out_dir,

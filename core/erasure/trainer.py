@@ -22,7 +22,7 @@ from core.erasure.losses import (
     in_loss_space,
     preservation_loss,
 )
-from core.erasure.models import autocast
+from core.erasure.models import autocast, grad_scaler
 from core.erasure.parameters import TrainedSubset
 from core.erasure.sampling import DdimGrid, sample_to_index
 from core.erasure.types import DivergedError
@@ -94,6 +94,7 @@ class Trainer:
             if setup.adversaries
             else None
         )
+        self.scaler = grad_scaler(setup.device, setup.precision)  # fp16 only
         self.step = 0
         self.log: list[dict[str, Any]] = []
         self.elapsed_before_s = 0.0  # training time spent before a resume
@@ -177,17 +178,18 @@ class Trainer:
 
         erase = erasure_loss(g[:1], erasure_target(f[:1], f[1:2], h.negative_guidance))
         loss = erase
+        losses = {"erase": erase}
         if s.adversaries:
             preserve = preservation_loss(g[1:], f[2:])
             loss = erase + h.preservation_weight * preserve
-            record["preserve"] = float(preserve.detach())
+            losses["preserve"] = preserve
             if y is not None and h.share_trajectory:
                 self._shared = SharedTrajectory(draw, y, z_all[1:], f[2:].detach(), alpha)
-        record.update(erase=float(erase.detach()), loss=float(loss.detach()))
+        losses["loss"] = loss
+        record.update(_to_floats(losses))
         self._check_finite(record)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self._backward_and_step(loss, self.optimizer)
         return record
 
     def adversary_step(self) -> float:
@@ -217,8 +219,7 @@ class Trainer:
         loss = adversary_loss(g_a, f_a)
         self._check_finite({"adversary": float(loss.detach())})
         self.adversary_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.adversary_optimizer.step()
+        self._backward_and_step(loss, self.adversary_optimizer)
         s.subset.zero_grad()
         return float(loss.detach())
 
@@ -280,6 +281,17 @@ class Trainer:
             return False
         return self.step == 1 or self.step % h.damage_every == 0
 
+    def _backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """Backward and step; under fp16 through the gradient scaler, which skips a step whose
+        scaled gradients overflowed and lowers the scale, so no inf reaches the weights."""
+        if self.scaler is None:
+            loss.backward()
+            optimizer.step()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
     def _check_finite(self, losses: dict[str, Any]) -> None:
         """Stop before a non-finite loss reaches the weights: every later step would be garbage."""
         for name in ("erase", "preserve", "loss", "adversary"):
@@ -334,6 +346,7 @@ class Trainer:
             "draws": [list(a.draws) for a in self.setup.adversaries],
             "damage": [a.damage for a in self.setup.adversaries],
             "log": self.log,
+            "scaler": self.scaler.state_dict() if self.scaler else None,
             "elapsed_s": self.log[-1]["elapsed_s"] if self.log else 0.0,
         }
 
@@ -354,4 +367,12 @@ class Trainer:
         ):
             adversary.damage = damage
         self.log = list(state["log"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.elapsed_before_s = float(state["elapsed_s"])
+
+
+def _to_floats(losses: dict[str, torch.Tensor]) -> dict[str, float]:
+    """One device-to-host copy for all of a step's losses instead of one sync per loss."""
+    values = torch.stack([v.detach().float() for v in losses.values()]).tolist()
+    return dict(zip(losses, values, strict=True))

@@ -23,7 +23,9 @@ class ErasureConfig(BaseModel):
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     seed: int = 0
     device: str = Field("auto", description="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1'.")
-    precision: Precision = Precision.FP32
+    precision: Precision = Field(
+        Precision.AUTO, description="auto = bf16 autocast on a bf16-capable GPU, else fp32."
+    )
     vocabulary: list[str] | None = Field(None, description="Candidate words; None = tokenizer's.")
     sample_prompts: list[str] = Field(default_factory=list, description="Control prompts (grid).")
     checkpoint_every: int = Field(100, ge=0, description="Updates between checkpoints; 0 = none.")
@@ -34,6 +36,17 @@ class ErasureConfig(BaseModel):
     # None: the model's own defaults (its folder's sampling_defaults.json, else SD's 25 / 7.5).
     grid_steps: int | None = Field(None, ge=1, description="DDIM steps for the sample grid.")
     grid_guidance: float | None = Field(None, ge=0, description="CFG scale for the sample grid.")
+    # Memory and speed: none of these changes what a run computes beyond rounding, so none is in
+    # the checkpoint fingerprint (docs/performance.md measures each).
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute UNet activations in backward: less memory, ~1/3 more time."
+    )
+    offload: bool = Field(
+        True, description="Free the text encoder and VAE while training; reload for the grid."
+    )
+    allow_tf32: bool = Field(True, description="TF32 for fp32 matmuls on CUDA.")
+    channels_last: bool = Field(False, description="Channels-last UNet layout (GPU convs).")
+    compile_unet: bool = Field(False, description="torch.compile the UNet (slow first update).")
 
 
 @dataclass(frozen=True)
