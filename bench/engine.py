@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,8 +147,9 @@ def _tensor_bytes_alive() -> int:
     import torch
 
     storages: dict[tuple[str, int], int] = {}
-    for obj in gc.get_objects():
-        with contextlib.suppress(Exception):  # objects that merely look like tensors
+    with warnings.catch_warnings():  # isinstance on deprecated torch aliases warns
+        warnings.simplefilter("ignore")
+        for obj in gc.get_objects():
             if isinstance(obj, torch.Tensor) and obj.device.type != "meta":
                 storage = obj.untyped_storage()
                 storages[(str(obj.device), storage.data_ptr())] = storage.nbytes()
@@ -172,8 +174,11 @@ def _reset_peak_rss() -> None:
 class Meter:
     """Counts UNet forwards (and their FLOPs) and times the updates after `warmup` ones."""
 
-    def __init__(self, updates: int, warmup: int, device: Any, flops: UnetFlops) -> None:
+    def __init__(
+        self, updates: int, warmup: int, device: Any, flops: UnetFlops, count_tensors: bool
+    ) -> None:
         self.updates, self.warmup, self.device, self.flops = updates, warmup, device, flops
+        self.count_tensors = count_tensors
         self.calls = self.samples = 0
         self.flop_count = 0.0
         self.counting = False
@@ -228,7 +233,8 @@ class Meter:
                 self.peak_memory = torch.cuda.max_memory_allocated(self.device)
             else:
                 self.peak_memory = _peak_rss_bytes()
-            self.tensors_held = _tensor_bytes_alive()
+            if self.count_tensors:  # a scan of every Python object: seconds
+                self.tensors_held = _tensor_bytes_alive()
             self.counting = False
 
 
@@ -263,6 +269,7 @@ def measure(
     train_method: str = "xattn",
     config_overrides: dict[str, Any] | None = None,
     flops: UnetFlops | None = None,
+    count_tensors: bool = True,
 ) -> Cell:
     """Run `warmup` + `iterations` updates of one (method, option) and measure the last ones."""
     import torch
@@ -274,7 +281,7 @@ def measure(
 
     resolved = resolve_device(device)
     flops = flops or unet_flops(model_dir, train_method)
-    meter = Meter(iterations, warmup, resolved, flops)
+    meter = Meter(iterations, warmup, resolved, flops, count_tensors)
     fields, hyper = OPTIONS[option]
     config = ErasureConfig(
         model=str(model_dir),
