@@ -139,6 +139,106 @@ def unet_flops(model_dir: Path, train_method: str) -> UnetFlops:
     )
 
 
+# ---- memory plan: what a run needs, from its parts ---------------------------------------------
+@dataclass(frozen=True)
+class MemoryParts:
+    unet_gib: float
+    text_encoder_and_vae_gib: float
+    subset_gib: dict[str, float]  # per train_method: one fp32 copy of the trained subset
+    activations_gib: dict[tuple[str, bool], float]  # (train_method, checkpointing): per sample
+
+
+def _attention_probabilities(tensor: Any) -> bool:
+    """The softmax output (or a view of it) that the meta device's math attention saves."""
+    functions, names = [tensor.grad_fn], set()
+    for _ in range(3):  # softmax → expand → view → saved
+        functions = [f for f in functions if f is not None]
+        names |= {type(f).__name__ for f in functions}
+        functions = [g for f in functions for g, _ in f.next_functions]
+    return bool(names & {"SoftmaxBackward0", "SafeSoftmaxBackward0"})
+
+
+def memory_parts(model_dir: Path) -> MemoryParts:
+    """Weights from the folder's files; per trained sample, the bytes autograd keeps for
+    backward (outside checkpointed blocks), counted on the meta device in fp32 with fused
+    attention (the attention probabilities, which SDPA's kernels never store, are left out)."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from core.erasure.parameters import trained_parameter_names
+    from core.hyperparameters import TrainMethod
+
+    config = UNet2DConditionModel.load_config(model_dir / "unet")
+    text = json.loads((model_dir / "text_encoder" / "config.json").read_text())
+    with torch.device("meta"):
+        unet: Any = UNet2DConditionModel.from_config(config)
+        size = unet.config.sample_size
+        z = torch.zeros(1, unet.config.in_channels, size, size)
+        e = torch.zeros(1, text["max_position_embeddings"], text["hidden_size"])
+        t = torch.zeros(1, dtype=torch.long)
+    parameters = {p.untyped_storage()._cdata for p in unet.parameters()}
+    sizes = {n: p.numel() * p.element_size() for n, p in unet.named_parameters()}
+    subset: dict[str, float] = {}
+    activations: dict[tuple[str, bool], float] = {}
+    for method in ("xattn", "noxattn", "full"):
+        names = set(trained_parameter_names(unet, TrainMethod(method)))
+        subset[method] = sum(sizes[n] for n in names) / _GIB
+        for name, parameter in unet.named_parameters():
+            parameter.requires_grad_(name in names)
+        for checkpointing in (False, True):
+            if checkpointing:
+                unet.enable_gradient_checkpointing()
+            else:
+                unet.disable_gradient_checkpointing()
+            saved: dict[int, int] = {}
+
+            def pack(tensor: torch.Tensor, saved: dict[int, int] = saved) -> torch.Tensor:
+                storage = tensor.untyped_storage()
+                if storage._cdata not in parameters and not _attention_probabilities(tensor):
+                    saved[storage._cdata] = storage.nbytes()
+                return tensor
+
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+                unet(z, t, encoder_hidden_states=e)
+            activations[(method, checkpointing)] = sum(saved.values()) / _GIB
+    files = {f.parent.name: f.stat().st_size for f in model_dir.rglob("*.safetensors")}
+    return MemoryParts(
+        unet_gib=sum(sizes.values()) / _GIB,
+        text_encoder_and_vae_gib=(files.get("text_encoder", 0) + files.get("vae", 0)) / _GIB,
+        subset_gib=subset,
+        activations_gib=activations,
+    )
+
+
+def memory_plan(model_dir: Path, transient_gib: float) -> str:
+    """AP's device memory per train_method and option, from the parts: UNet weights (fp32
+    master), text encoder + VAE unless offloaded, engine state (frozen copy of the subset + Adam's
+    two moments + gradients = 4 copies), and activations for the UNet step's two trained samples
+    (g_c, g_a); bf16 halves the activations (an estimate until bench/gpu.py measures it), and
+    `transient_gib` covers workspace and the largest temporary."""
+    parts = memory_parts(model_dir)
+    lines = [
+        "| train method | precision | offload + checkpointing | weights | engine state "
+        "| activations (2 samples) | transient | total (GiB) | 24 GB card | 80 GB card |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    card_24, card_80 = 24e9 / _GIB, 80e9 / _GIB
+    for method in ("xattn", "noxattn", "full"):
+        for precision, factor in (("fp32", 1.0), ("bf16", 0.5)):
+            for lean in (False, True):
+                weights = parts.unet_gib + (0 if lean else parts.text_encoder_and_vae_gib)
+                state = 4 * parts.subset_gib[method]
+                activations = 2 * factor * parts.activations_gib[(method, lean)]
+                total = weights + state + activations + transient_gib
+                lines.append(
+                    f"| {method} | {precision} | {'yes' if lean else 'no'} | {weights:.2f} "
+                    f"| {state:.2f} | {activations:.2f} | {transient_gib:.2f} | **{total:.1f}** "
+                    f"| {'fits' if total < 0.9 * card_24 else 'no'} "
+                    f"| {'fits' if total < 0.9 * card_80 else 'no'} |"
+                )
+    return "\n".join(lines)
+
+
 # ---- one cell ---------------------------------------------------------------------------------
 def _tensor_bytes_alive() -> int:
     """Bytes of every distinct tensor storage alive now (weights, the frozen copy, optimizer
@@ -440,6 +540,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--method", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--option", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--memory-plan",
+        type=float,
+        metavar="TRANSIENT_GIB",
+        help="print what AP needs per train_method on 24/80 GB cards (sd14), with this allowance "
+        "for workspace and temporaries, and exit",
+    )
     return parser.parse_args(argv)
 
 
@@ -461,6 +568,9 @@ def main(argv: list[str] | None = None) -> None:
             precision=args.precision,
         )
         print(json.dumps(asdict(cell)))
+        return
+    if args.memory_plan is not None:
+        print(memory_plan(ensure_model("sd14", args.work_dir), args.memory_plan))
         return
     known = available_options()
     cells: list[Cell] = []

@@ -63,9 +63,9 @@ def test_mixed_precision_lowers_the_erasure_loss_like_fp32(
 ) -> None:
     fp32_before, fp32_after = fp32_curve
     before, after = _loss_before_after(tiny_model, precision)
-    assert after < 0.65 * before  # it learns
-    # ... as much as fp32 (same draws, same lr); the gap is rounding, not lost gradients
-    assert after / before < 1.2 * fp32_after / fp32_before
+    assert after < 0.5 * before  # it learns
+    # ... about as much as fp32 (same draws, same lr); the gap is rounding, not lost gradients
+    assert after / before < 1.5 * fp32_after / fp32_before
     assert before == pytest.approx(fp32_before, rel=0.15)  # same model and draws, rounded
 
 
