@@ -262,8 +262,8 @@ def load_base_model(model: str, device: torch.device, cache_dir: Path | None = N
 def translate_oom(device: torch.device) -> Iterator[None]:
     """Turn torch's out-of-memory into the engine's typed error with advice a user can act on."""
     advice = (
-        f"out of memory on {device}: try train_method xattn, precision bf16, "
-        "a smaller vocabulary_size, or a device with more memory"
+        f"out of memory on {device}: try gradient_checkpointing, precision bf16, "
+        "train_method xattn, a smaller vocabulary_size, or a device with more memory"
     )
     try:
         yield
