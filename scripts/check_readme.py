@@ -95,7 +95,11 @@ def run_block(
             check=False,
         )
     except subprocess.TimeoutExpired as error:
-        return False, f"timed out after {timeout:.0f}s\n{error.stdout or ''}{error.stderr or ''}"
+        partial = [
+            o.decode(errors="replace") if isinstance(o, bytes) else o or ""
+            for o in (error.stdout, error.stderr)
+        ]
+        return False, f"timed out after {timeout:.0f}s\n" + "".join(partial)
     return result.returncode == 0, result.stdout + result.stderr
 
 
