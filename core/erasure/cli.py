@@ -52,7 +52,7 @@ def _option_type(info: FieldInfo) -> click.ParamType:
         return click.Choice([m.value for m in annotation])
     if annotation is bool:
         return click.BOOL
-    assert annotation in (int, float), annotation
+    assert annotation is int or annotation is float, annotation
     return _range(info, annotation)
 
 
