@@ -26,7 +26,7 @@ from core.hyperparameters import Hyperparameters, Method, Precision, TrainMethod
 _PROGRESS_EVERY_S = 1.0  # at most one progress line a second (plus the first and the last)
 
 
-def _range(info: FieldInfo, annotation: type) -> click.ParamType:
+def _range(info: FieldInfo, integer: bool) -> click.ParamType:
     """A click range with the field's bounds, so click refuses `--lr 0` naming the flag."""
     bounds: dict[str, Any] = {}
     for constraint in info.metadata:
@@ -38,7 +38,7 @@ def _range(info: FieldInfo, annotation: type) -> click.ParamType:
             bounds["max"] = constraint.le
         elif isinstance(constraint, annotated_types.Lt):
             bounds |= {"max": constraint.lt, "max_open": True}
-    if annotation is int:
+    if integer:
         return click.IntRange(**bounds)
     return click.FloatRange(**bounds)
 
@@ -53,7 +53,7 @@ def _option_type(info: FieldInfo) -> click.ParamType:
     if annotation is bool:
         return click.BOOL
     assert annotation is int or annotation is float, annotation
-    return _range(info, annotation)
+    return _range(info, integer=annotation is int)
 
 
 def _hyperparameter_options(command: Callable[..., Any]) -> Callable[..., Any]:
