@@ -82,25 +82,27 @@ def run_block(
             f"jobs -p >> {pids}; export -p > {state}\n"
         )
         command = ["bash", "-c", script]
-    try:
-        # The clone's own code, as its own `pip install -e` would give (the venv is borrowed).
-        environment = {**os.environ, "PYTHONPATH": str(clone)}
-        result = subprocess.run(
-            command,
-            cwd=clone,
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as error:
-        partial = [
-            o.decode(errors="replace") if isinstance(o, bytes) else o or ""
-            for o in (error.stdout, error.stderr)
-        ]
-        return False, f"timed out after {timeout:.0f}s\n" + "".join(partial)
-    return result.returncode == 0, result.stdout + result.stderr
+    # The clone's own code, as its own `pip install -e` would give (the venv is borrowed).
+    environment = {**os.environ, "PYTHONPATH": str(clone)}
+    # A file, not a pipe: a background process (`eraser serve &`) keeps the output open, and
+    # reading a pipe to its end would wait for it to exit.
+    log = pids.with_name(f"block-{block.line}.log")
+    with log.open("w") as sink:
+        try:
+            result = subprocess.run(
+                command,
+                cwd=clone,
+                env=environment,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
+            )
+            ok = result.returncode == 0
+        except subprocess.TimeoutExpired:
+            ok = False
+            sink.write(f"\ntimed out after {timeout:.0f}s\n")
+    return ok, log.read_text(errors="replace")
 
 
 def stop_background(pids: Path) -> None:
