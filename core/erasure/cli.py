@@ -144,7 +144,7 @@ class DeviceType(click.ParamType):
     name = "device"
     _PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
-    def get_metavar(self, param: click.Parameter, *args: Any) -> str:
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
         return "[auto|cpu|cuda|cuda:N]"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
@@ -174,13 +174,13 @@ def resolve_model(value: str) -> tuple[str, str | None]:
 
 
 _MODEL_HELP = (
-    "A registered model name (`eraser models list`; `demo` is built in), "
+    "a registered model name (`eraser models list`; `demo` is built in), "
     "else a diffusers pipeline folder (or a hub id)."
 )
 
 
 @click.command()
-@click.option("--model", required=True, help=_MODEL_HELP)
+@click.option("--model", required=True, help="The model: " + _MODEL_HELP)
 @click.option(
     "--concept", "concepts", multiple=True, required=True, help="Concept to erase (repeatable)."
 )
@@ -322,7 +322,7 @@ def _report(result: ErasureResult, out: Path) -> None:
 
 
 @click.command()
-@click.option("--model", required=True, help="The base: " + _MODEL_HELP)
+@click.option("--model", required=True, help="The base model: " + _MODEL_HELP)
 @click.option(
     "--delta",
     required=True,

@@ -123,3 +123,19 @@ def test_apply_onto_another_base_is_refused_unless_forced(
     code, output = _invoke(*args, "--out", str(tmp_path / "forced"), "--force")
     assert "warning: --force: the delta was trained on 'demo'" in output
     assert code == 1 and "delta has parameters this UNet lacks" in output
+
+
+def test_every_flag_says_what_it_does_and_device_lists_its_choices() -> None:
+    """Item 7: `--seed`, `--out`, `--checkpoint-every`, `--delta` had no help; `--device` was
+    free text."""
+    code, erase_help = _invoke("erase", "--help")
+    assert code == 0, erase_help
+    code, apply_help = _invoke("apply", "--help")
+    assert code == 0, apply_help
+    assert "--device [auto|cpu|cuda|cuda:N]" in erase_help
+    flat = " ".join(erase_help.split()) + " " + " ".join(apply_help.split())
+    assert "--seed INTEGER Seeds training" in flat
+    assert "--out DIRECTORY Output folder" in flat
+    assert "--checkpoint-every INTEGER RANGE Updates between checkpoints" in flat
+    assert "--delta FILE A delta.safetensors" in flat
+    assert "--force Apply even if the delta was trained on another base" in flat
