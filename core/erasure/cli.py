@@ -379,6 +379,9 @@ def apply(model: str, delta: Path, out: Path, force: bool, cache_dir: Path) -> N
 )
 def make_tiny_model(path: Path, arch: str, seed: int) -> None:
     """Write a random-weight Stable Diffusion pipeline (offline tokenizer included)."""
+    quiet_libraries()
     from core.erasure.tiny import make_tiny_model as make
+
+    quiet_libraries()  # diffusers' saving bar has no variable, only its switch
 
     click.echo(make(path, arch=arch, seed=seed))
