@@ -76,10 +76,10 @@ def run_block(
     if block.language == "python":
         command = [str(clone / ".venv" / "bin" / "python"), "-c", block.text]
     else:
-        script = (
+        script = (  # on exit, even a failed one: what it started, and the variables it set
+            f"trap 'jobs -p >> {pids}; export -p > {state}' EXIT\n"
             f"set -a; source {state}; . .venv/bin/activate; set -eo pipefail\n"
             f"{block.text}\n"
-            f"jobs -p >> {pids}; export -p > {state}\n"
         )
         command = ["bash", "-c", script]
     # The clone's own code, as its own `pip install -e` would give (the venv is borrowed).
