@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 .PHONY: help setup services browsers tools lint test demo serve
 
 help:
-	@echo "make demo      set up, run the local service and one demo job end to end"
+	@echo "make demo      set up, run the local service and one demo job end to end [PORT=8000]"
 	@echo "make test      set up, start services, lint, run every test"
 	@echo "make serve     the local profile (API + worker, SQLite, data in ./var) until Ctrl-C"
 	@echo "make setup | services | browsers | lint"
@@ -37,10 +37,10 @@ services:
 browsers:
 	bash scripts/ensure_browsers.sh
 
-# docker-compose (v1, Debian's) validates docker-compose.yml without a Docker engine.
-tools:
-	command -v docker-compose >/dev/null || { apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose; }
+# docker-compose.yml against the Compose specification's JSON schema (bundled with
+# check-jsonschema, a dev dependency in .venv): no Docker, no system package, no network.
+tools: setup
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 
 lint: setup
 	$(BIN)/ruff check .
@@ -50,8 +50,9 @@ lint: setup
 test: setup services browsers tools lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
+# make demo PORT=8000 to choose the API's port (default: a free one)
 demo: setup
-	$(BIN)/python scripts/demo.py
+	$(BIN)/python scripts/demo.py $(if $(PORT),--port $(PORT))
 
 serve: setup
 	$(BIN)/eraser serve

@@ -29,6 +29,7 @@ import httpx
 
 from core.db import migrate
 from core.queue import ensure_broker_folders
+from core.quiet import QUIET_ENVIRONMENT
 from core.settings import Profile, Settings
 
 _POLL_SECONDS = 0.2
@@ -44,9 +45,12 @@ class _Child:
     def running(self) -> bool:
         return self.process.poll() is None
 
-    def signal(self, number: signal.Signals) -> None:
+    def signal(self, number: signal.Signals, group: bool = True) -> None:
         if self.running():
-            os.killpg(self.process.pid, number)
+            if group:
+                os.killpg(self.process.pid, number)
+            else:
+                os.kill(self.process.pid, number)
 
     def wait(self, timeout: float) -> bool:
         try:
@@ -119,7 +123,9 @@ class LocalStack:
             for child in self._children:
                 if child.name != name or not child.running():
                     continue
-                child.signal(signal.SIGTERM)
+                # The main process only: Celery stops its pool children itself, and logs an
+                # ERROR for every child a signal reached first (a clean stop must not read so).
+                child.signal(signal.SIGTERM, group=False)
                 if child.wait(self.shutdown_grace_seconds):
                     continue
                 child.signal(signal.SIGQUIT)  # Celery: cold shutdown, the job is interrupted
@@ -131,7 +137,7 @@ class LocalStack:
 
     def _start(self, settings: Settings) -> None:
         worker = [
-            "-m", "celery", "-A", "worker.celery_app", "worker",
+            "-m", "celery", "-A", "worker.celery_app", "--quiet", "worker",  # quiet: no banner
             f"--loglevel={self.log_level.upper()}", "-n", "local@%h", "-Q", settings.queue_name,
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]  # fmt: skip
@@ -171,6 +177,7 @@ class LocalStack:
 def local_environment(data_dir: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a local-profile process (for scripts that talk to `eraser serve`)."""
     return {
+        **QUIET_ENVIRONMENT,  # library advice and loading bars off, unless the caller set them
         **(base if base is not None else os.environ),
         "ERASER_PROFILE": Profile.LOCAL.value,
         "ERASER_DATA_DIR": str(data_dir.resolve()),

@@ -123,7 +123,7 @@ class Settings(BaseSettings):
         if self.broker_url:
             return self.broker_url
         if self.profile == Profile.LOCAL:
-            return "filesystem://"
+            return "filesystem://localhost/"  # a host, else kombu warns on every connection
         if self.profile == Profile.COMPOSE:
             return "redis://redis:6379/0"
         return "redis://127.0.0.1:6379/15"

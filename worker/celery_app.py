@@ -19,13 +19,16 @@ shutdown. The reaper runs as a thread in every worker's main process (see `worke
 """
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
+from celery.exceptions import SecurityWarning
 from celery.signals import worker_ready, worker_shutdown
 
 from core.queue import RUN_JOB_TASK, broker_transport_options, ensure_broker_folders
+from core.quiet import quiet_environment
 from core.settings import Settings, get_settings
 from worker.reaper import ReaperThread
 
@@ -94,6 +97,12 @@ def _connect_lifecycle_signals(app: Celery, settings: Settings) -> None:
     worker_ready.connect(on_ready, weak=False)
     worker_shutdown.connect(on_shutdown, weak=False)
 
+
+# Job processes fork from this one and inherit its environment: set before any engine import.
+quiet_environment()
+# Celery warns about running as root (containers, CI) because a pickle message would then run
+# code as root; this app accepts JSON only, so the warning says nothing about this deployment.
+warnings.filterwarnings("ignore", category=SecurityWarning)
 
 # The Celery command line (`celery -A worker.celery_app worker`) needs a module-level app; it is
 # built from the environment of the process that starts the worker.

@@ -146,6 +146,7 @@ class JobRunner:
         try:
             return ErasureConfig(
                 model=engine_model_source(self._settings, job.model),
+                model_name=job.model,  # the manifest names the registered model, not a path
                 concepts=job.concepts,
                 method=job.method,  # type: ignore[arg-type]  # validated into the enum
                 train_method=job.train_method,  # type: ignore[arg-type]
@@ -289,4 +290,5 @@ def _result_summary(result: "ErasureResult") -> dict[str, Any]:
         "resumed_from": result.resumed_from,
         "final_losses": lifecycle.finite_losses(result.final_losses),
         "wall_time_s": result.wall_time_s,
+        "warnings": list(result.warnings),  # settings the engine changed, e.g. k_closest cut
     }

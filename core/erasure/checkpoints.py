@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.erasure.types import CheckpointError
+from core.erasure.types import CheckpointError, CheckpointMismatchError
 
 CHECKPOINTS_DIR = "checkpoints"
 _PREFIX = "checkpoint-"
@@ -117,9 +117,10 @@ def load_latest_checkpoint(
     if saved != fingerprint:
         keys = fingerprint.keys() | saved.keys()
         changed = sorted(k for k in keys if saved.get(k) != fingerprint.get(k))
-        raise CheckpointError(
+        raise CheckpointMismatchError(
             f"{folder} belongs to a run with other settings ({', '.join(changed)}); "
-            "use a fresh output folder or the original settings"
+            "resume with the original settings, or start over in a fresh output folder "
+            "(or without resuming, which deletes these checkpoints)"
         )
     _restore_global_rng_states(state.pop("rng"))
     return step, trained, state

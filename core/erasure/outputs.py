@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ _LIBRARIES = ("torch", "diffusers", "transformers", "safetensors", "scikit-learn
 _LABEL_WIDTH = 160  # pixels left of the images for the prompt
 _LABEL_CHARS = 28  # what fits in _LABEL_WIDTH with PIL's default font
 _HEADER_HEIGHT = 14  # the "base | erased" column titles
+_LINE_HEIGHT = 12  # PIL's default font, one line of label
 _MIN_CELL = 96  # smaller samples (toy models) are enlarged by a whole factor to be visible
 
 
@@ -91,6 +93,24 @@ def top_adversarial_words(adversary: Adversary, count: int) -> list[str]:
     return [adversary.candidates.words[int(i)] for i in order]
 
 
+class RowRole(StrEnum):
+    """Why a prompt is in the grid, written under it: a reader must not take a row that changed
+    on purpose (erased) for damage, nor miss that the adversarial rows are the ones at risk."""
+
+    ERASED = "erased: should change"
+    ADVERSARIAL = "adversarial: should stay"
+    CONTROL = "control: should stay"
+
+
+_ROLE_COLOURS = {RowRole.ERASED: "firebrick", RowRole.ADVERSARIAL: "navy", RowRole.CONTROL: "gray"}
+
+
+@dataclass(frozen=True)
+class GridRow:
+    prompt: str
+    role: RowRole
+
+
 @torch.no_grad()
 def _generate(pipeline: Any, prompts: list[str], grid: GridSettings) -> list[Image.Image]:
     """One image per prompt, each from its own fixed seed (so before and after share noise)."""
@@ -106,9 +126,11 @@ def _generate(pipeline: Any, prompts: list[str], grid: GridSettings) -> list[Ima
 
 
 def sample_grid(
-    pipeline: Any, subset: TrainedSubset, prompts: list[str], grid: GridSettings
+    pipeline: Any, subset: TrainedSubset, rows: Sequence[GridRow], grid: GridSettings
 ) -> Image.Image:
-    """Rows = prompts; base model θ left, erased model θ' right, same seeds."""
+    """One row per prompt, labelled with its prompt and role; base model θ left, erased model θ'
+    right, same seeds."""
+    prompts = [row.prompt for row in rows]
     erased = _generate(pipeline, prompts, grid)
     with subset.base_weights():
         base = _generate(pipeline, prompts, grid)
@@ -124,20 +146,30 @@ def sample_grid(
     draw = ImageDraw.Draw(sheet)
     draw.text((_LABEL_WIDTH + 2, 2), "base", fill="black")
     draw.text((_LABEL_WIDTH + width + 2, 2), "erased", fill="black")
-    for row, (prompt, before, after) in enumerate(zip(prompts, base, erased, strict=True)):
-        top = _HEADER_HEIGHT + row * height
-        draw.text((4, top + 4), prompt[:_LABEL_CHARS], fill="black")
+    for index, (row, before, after) in enumerate(zip(rows, base, erased, strict=True)):
+        top = _HEADER_HEIGHT + index * height
+        draw.text((4, top + 4), row.prompt[:_LABEL_CHARS], fill="black")
+        draw.text((4, top + 4 + _LINE_HEIGHT), f"({row.role})", fill=_ROLE_COLOURS[row.role])
         sheet.paste(before, (_LABEL_WIDTH, top))
         sheet.paste(after, (_LABEL_WIDTH + width, top))
     return sheet
 
 
-def grid_prompts(
+def grid_rows(
     concepts: Sequence[str], adversaries: Sequence[Adversary], controls: Sequence[str]
-) -> list[str]:
-    """Erased concepts, then their top adversarial concepts, then unrelated control prompts."""
+) -> list[GridRow]:
+    """Erased concepts, then their top adversarial concepts (the neighbours erasure would damage
+    most, which AP protects), then unrelated control prompts; each prompt once, first role wins."""
     adversarial = [w for a in adversaries for w in top_adversarial_words(a, GRID_ADVERSARIAL_ROWS)]
-    return list(dict.fromkeys([*concepts, *adversarial, *controls]))
+    rows: dict[str, RowRole] = {}
+    for prompts, role in (
+        (concepts, RowRole.ERASED),
+        (adversarial, RowRole.ADVERSARIAL),
+        (controls, RowRole.CONTROL),
+    ):
+        for prompt in prompts:
+            rows.setdefault(prompt, role)
+    return [GridRow(prompt, role) for prompt, role in rows.items()]
 
 
 def _replace(source: Path, target: Path) -> None:
@@ -164,15 +196,19 @@ def write_outputs(
         save_file(
             {k: v.contiguous().cpu() for k, v in subset.state().items()},
             staging / DELTA,
-            metadata={"base_model_hash": manifest["base_model"]["content_hash"]},
+            # what `eraser apply` checks the base against, and names when it is another
+            metadata={
+                "base_model_hash": manifest["base_model"]["content_hash"],
+                "base_model_id": manifest["base_model"]["id"],
+            },
         )
         subset.unet.save_pretrained(staging / UNET, safe_serialization=True)
         (staging / ADVERSARIAL_REPORT).write_text(
             json.dumps(adversarial_report(adversaries), indent=2)
         )
         (staging / TRAINING_LOG).write_text("".join(json.dumps(r) + "\n" for r in log))
-        prompts = grid_prompts(concepts, adversaries, grid.control_prompts)
-        sample_grid(pipeline, subset, prompts, grid).save(staging / SAMPLES)
+        rows = grid_rows(concepts, adversaries, grid.control_prompts)
+        sample_grid(pipeline, subset, rows, grid).save(staging / SAMPLES)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
         names = [DELTA, UNET, ADVERSARIAL_REPORT, TRAINING_LOG, SAMPLES, MANIFEST]
         for name in names:  # manifest last: its presence means everything else is in place

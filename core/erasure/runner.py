@@ -30,12 +30,21 @@ from core.erasure.outputs import (
     write_outputs,
 )
 from core.erasure.parameters import TrainedSubset
+from core.erasure.quiet import quiet_libraries
 from core.erasure.sampling import DdimGrid
 from core.erasure.trainer import Trainer, TrainingSetup
-from core.erasure.types import ErasureConfig, ErasureError, ErasureResult, Hooks, Progress
+from core.erasure.types import (
+    CheckpointMismatchError,
+    ErasureConfig,
+    ErasureError,
+    ErasureResult,
+    Hooks,
+    Progress,
+)
 from core.erasure.vocabulary import (
     cached_embeddings,
     check_concept,
+    closed_vocabulary,
     embed,
     exclude_erased,
     tokenizer_words,
@@ -49,6 +58,7 @@ class PreparedRun:
     setup: TrainingSetup
     fingerprint: dict[str, Any]  # what a checkpoint must match to be resumed by this run
     vocabulary: dict[str, Any]  # source, size and hash, for the manifest
+    warnings: list[str]  # settings the engine had to change, for the manifest and the result
 
 
 def _vocabulary(config: ErasureConfig, base: BaseModel, concepts: list[str]) -> list[str]:
@@ -92,19 +102,39 @@ def _adversaries(
     return adversaries
 
 
+def clamp_warnings(config: ErasureConfig, vocabulary_size: int) -> list[str]:
+    """What candidate selection will cut (K to the vocabulary, the centres to K), said aloud:
+    a default K of 1000 on an 18-word model is otherwise a silent change of method."""
+    h = config.hyperparameters
+    source = "the given vocabulary" if config.vocabulary is not None else "the tokenizer's"
+    k = min(h.k_closest, vocabulary_size)
+    warnings = []
+    if h.k_closest > k:
+        warnings.append(
+            f"k_closest {h.k_closest} is more than the {vocabulary_size} candidate words "
+            f"({source}, minus the erased concepts): used {k}"
+        )
+    if h.num_centers > k:
+        warnings.append(f"num_centers {h.num_centers} is more than the {k} candidates: used {k}")
+    return warnings
+
+
 def prepare(config: ErasureConfig, base: BaseModel, device: torch.device) -> PreparedRun:
     """Concept checks, embeddings, candidates, trained subset, DDIM grid."""
     pipeline = base.pipeline
     concepts = list(dict.fromkeys(c.strip() for c in config.concepts))
+    known = closed_vocabulary(pipeline.tokenizer)
     for concept in config.concepts:
-        check_concept(pipeline.tokenizer, concept)
+        check_concept(pipeline.tokenizer, concept, known)
     embeddings = embed(pipeline.text_encoder, pipeline.tokenizer, ["", *concepts])
     empty, concept_embeddings = embeddings[:1], [e.unsqueeze(0) for e in embeddings[1:]]
     h = config.hyperparameters.for_method(config.method)
     words: list[str] = []
     adversaries: list[Adversary] = []
+    warnings: list[str] = []
     if config.method == Method.AP:
         words = _vocabulary(config, base, concepts)
+        warnings = clamp_warnings(config, len(words))
         adversaries = _adversaries(config, base, concepts, concept_embeddings, words, device)
     unet = pipeline.unet
     speed_up_unet(unet, device, config.channels_last, config.compile_unet)
@@ -149,7 +179,7 @@ def prepare(config: ErasureConfig, base: BaseModel, device: torch.device) -> Pre
         "precision": setup.precision.value,
         "vocabulary_hash": vocabulary["hash"],
     }
-    return PreparedRun(setup, fingerprint, vocabulary)
+    return PreparedRun(setup, fingerprint, vocabulary, warnings)
 
 
 def _manifest(
@@ -161,7 +191,10 @@ def _manifest(
     wall_s: float,
 ) -> dict[str, Any]:
     return {
-        "base_model": {"id": base.model_id, "content_hash": base.content_hash},
+        "base_model": {
+            "id": config.model_name or base.model_id,
+            "content_hash": base.content_hash,
+        },
         "concepts": run.setup.concepts,
         "method": config.method.value,
         "train_method": config.train_method.value,
@@ -177,6 +210,7 @@ def _manifest(
         "wall_time_s": wall_s,
         "final_losses": final_losses(trainer.log),
         "sample_grid": {"steps": grid.steps, "guidance": grid.guidance, "seed": grid.seed},
+        "warnings": run.warnings,
     }
 
 
@@ -206,7 +240,7 @@ def _progress(record: dict[str, Any], total: int) -> Progress:
 
 
 def _start(
-    out_dir: Path, run: PreparedRun, trainer: Trainer, resume: bool, hooks: Hooks
+    out_dir: Path, run: PreparedRun, trainer: Trainer, resume: bool, hooks: Hooks, total: int
 ) -> int | None:
     """Continue from the newest complete checkpoint when asked to (returns its step); otherwise
     clear old checkpoints so pruning never keeps a previous run's newer one."""
@@ -217,6 +251,11 @@ def _start(
     if loaded is None:
         return None
     step, trained, state = loaded
+    if step > total:
+        raise CheckpointMismatchError(
+            f"the newest checkpoint in {out_dir / CHECKPOINTS_DIR} is at update {step}, past the "
+            f"{total} iterations asked: raise iterations to at least {step}, or start over"
+        )
     run.setup.subset.load_state(trained)
     trainer.load_state_dict(state)
     if hooks.on_resume:
@@ -229,6 +268,7 @@ def erase(
 ) -> ErasureResult:
     """Erase `config.concepts` from `config.model`; outputs go to `out_dir` once training ends."""
     hooks = hooks or Hooks()
+    quiet_libraries()
     started = time.perf_counter()
     out_dir = Path(out_dir)
     device = resolve_device(config.device)
@@ -240,25 +280,34 @@ def erase(
         if config.offload:  # every prompt training needs is embedded by now
             offload_parts(base)
         trainer = Trainer(run.setup, config.seed)
-        resumed_from = _start(out_dir, run, trainer, resume, hooks)
+        resumed_from = _start(out_dir, run, trainer, resume, hooks, total)
+        saved_at = [resumed_from]  # the step of the newest checkpoint on disk
+
+        def checkpoint() -> None:
+            folder = save_checkpoint(
+                out_dir,
+                trainer.step,
+                run.setup.subset.state(),
+                trainer.state_dict(),
+                run.fingerprint,
+                config.checkpoint_total_limit,
+            )
+            saved_at[0] = trainer.step
+            if hooks.on_checkpoint:
+                hooks.on_checkpoint(trainer.step, folder)
 
         def after_update(record: dict[str, Any]) -> None:
             if hooks.on_progress:
                 hooks.on_progress(_progress(record, total))
             every = config.checkpoint_every
             if every and trainer.step % every == 0:
-                folder = save_checkpoint(
-                    out_dir,
-                    trainer.step,
-                    run.setup.subset.state(),
-                    trainer.state_dict(),
-                    run.fingerprint,
-                    config.checkpoint_total_limit,
-                )
-                if hooks.on_checkpoint:
-                    hooks.on_checkpoint(trainer.step, folder)
+                checkpoint()
 
         completed = trainer.train(total, hooks.should_cancel or (lambda: False), after_update)
+        if completed and config.checkpoint_every and saved_at[0] != trainer.step:
+            # The end is always a checkpoint: a later run with more iterations continues from it,
+            # and a crash while the outputs are written does not cost the last updates.
+            checkpoint()
         result_losses = final_losses(trainer.log)
         if not completed:
             return ErasureResult(
@@ -270,6 +319,7 @@ def erase(
                 resumed_from=resumed_from,
                 final_losses=result_losses,
                 wall_time_s=time.perf_counter() - started,
+                warnings=run.warnings,
             )
         grid = _grid_settings(config, base)
         restore_parts(base, device)
@@ -293,4 +343,5 @@ def erase(
         resumed_from=resumed_from,
         final_losses=result_losses,
         wall_time_s=time.perf_counter() - started,
+        warnings=run.warnings,
     )

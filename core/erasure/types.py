@@ -17,6 +17,11 @@ class ErasureConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str = Field(description="A diffusers pipeline folder, or a hub id where reachable.")
+    model_name: str | None = Field(
+        None,
+        description="What the manifest calls the base model (a registry name such as 'demo'); "
+        "None = `model` as given. Keeps a worker's folder path out of what users see.",
+    )
     concepts: list[str] = Field(min_length=1, description="Concepts to erase, e.g. 'a cat'.")
     method: Method = Method.AP
     train_method: TrainMethod = TrainMethod.XATTN
@@ -78,6 +83,9 @@ class ErasureResult:
     resumed_from: int | None = None
     final_losses: dict[str, float] = field(default_factory=dict)
     wall_time_s: float = 0.0
+    # Settings the engine had to change to run (e.g. k_closest cut to the vocabulary's size),
+    # one sentence each; also in the manifest.
+    warnings: list[str] = field(default_factory=list)
 
 
 class ErasureError(Exception):
@@ -110,3 +118,17 @@ class DivergedError(ErasureError):
 
 class CheckpointError(ErasureError):
     code = "checkpoint_corrupt"
+
+
+class CheckpointMismatchError(CheckpointError):
+    """The checkpoint is intact but belongs to a run with other settings: resuming it would mix
+    two configurations. Nothing is damaged, so this is not `checkpoint_corrupt`."""
+
+    code = "checkpoint_mismatch"
+
+
+class WrongBaseModelError(ErasureError):
+    """A delta applied to a base other than the one it was trained on: the names and shapes may
+    fit, the result is still not the erased model."""
+
+    code = "wrong_base_model"

@@ -75,9 +75,71 @@ def read_vocabulary_file(path: Path) -> list[str]:
     return [s for line in lines if (s := line.strip()) and not s.startswith("#")]
 
 
-def check_concept(tokenizer: PreTrainedTokenizerBase, concept: str) -> None:
-    """A concept must be non-empty and fit the text encoder's context (else it is truncated and
-    the run would erase something other than what was asked)."""
+# Below this many whole words a tokenizer is a closed word list (the toy and test models, built
+# by `word_tokenizer`), whose text encoder learned those words and nothing else; CLIP's BPE
+# (SD 1.x/2.x) spells tens of thousands and composes any other word from learned subwords.
+CLOSED_VOCABULARY_MAX_WORDS = 5000
+_LISTED_WORDS = 60  # known words named in an error; a closed vocabulary may hold thousands
+
+
+def whole_words(tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    """Every word the tokenizer spells as one merged token (any length), in merge order."""
+    tokens = (left + right for left, right in _merges(tokenizer))
+    words = (t.removesuffix(END_OF_WORD) for t in tokens if t.endswith(END_OF_WORD))
+    return list(dict.fromkeys(words))
+
+
+def closed_vocabulary(tokenizer: PreTrainedTokenizerBase) -> list[str] | None:
+    """The words a closed-vocabulary model knows, or None when its tokenizer is open (CLIP)."""
+    words = whole_words(tokenizer)
+    return words if len(words) < CLOSED_VOCABULARY_MAX_WORDS else None
+
+
+def _token_words(tokens: Sequence[str]) -> list[list[str]]:
+    """Tokens grouped per word: a CLIP BPE token ending in `</w>` closes a word."""
+    words: list[list[str]] = [[]]
+    for token in tokens:
+        words[-1].append(token)
+        if token.endswith(END_OF_WORD):
+            words.append([])
+    return [w for w in words if w]
+
+
+def _spelled(pieces: Sequence[str]) -> str:
+    return "".join(p.removesuffix(END_OF_WORD) for p in pieces)
+
+
+def unknown_words(
+    tokenizer: PreTrainedTokenizerBase, concept: str, known: Sequence[str] | None
+) -> list[str]:
+    """Words of `concept` the model has no token for. With a closed vocabulary (`known`), every
+    word must be one whole-word token; with an open one, a word of two or more characters that no
+    merge touches (spelled letter by letter) is unknown: no learned token carries its meaning."""
+    vocabulary = None if known is None else set(known)
+    unknown = []
+    for pieces in _token_words(tokenizer.tokenize(concept)):
+        word = _spelled(pieces)
+        if vocabulary is None:
+            if len(word) > 1 and all(len(p.removesuffix(END_OF_WORD)) == 1 for p in pieces):
+                unknown.append(word)
+        elif len(pieces) > 1 or not (len(word) == 1 or word in vocabulary):
+            unknown.append(word)  # a single character (e.g. "a") is its own token everywhere
+    return list(dict.fromkeys(unknown))
+
+
+def _known_words_hint(known: Sequence[str]) -> str:
+    listed = ", ".join(known[:_LISTED_WORDS])
+    more = f", … ({len(known)} in all)" if len(known) > _LISTED_WORDS else ""
+    return f"the words it knows: {listed}{more}"
+
+
+def check_concept(
+    tokenizer: PreTrainedTokenizerBase, concept: str, known: Sequence[str] | None = None
+) -> None:
+    """A concept must be non-empty, fit the text encoder's context (else it is truncated and the
+    run would erase something other than what was asked), and be made of words the model can
+    represent: erasing a word the text encoder never learned trains on noise and "succeeds".
+    `known`: the closed vocabulary (`closed_vocabulary`), None for an open tokenizer."""
     if not concept.strip():
         raise BadConceptError("a concept to erase is empty; give a word or phrase, e.g. 'a cat'")
     ids = tokenizer(concept, truncation=False)["input_ids"]
@@ -89,6 +151,19 @@ def check_concept(tokenizer: PreTrainedTokenizerBase, concept: str) -> None:
             f"concept {concept!r} is {content} tokens long; the text encoder takes at most "
             f"{tokenizer.model_max_length - 2}. Shorten it."
         )
+    unknown = unknown_words(tokenizer, concept, known)
+    if not unknown:
+        return
+    names = ", ".join(repr(w) for w in unknown)
+    if known is not None:
+        raise BadConceptError(
+            f"concept {concept!r}: the model does not know {names} (its tokenizer has no token "
+            f"for it); erase a concept made of {_known_words_hint(known)}"
+        )
+    raise BadConceptError(
+        f"concept {concept!r}: the model's tokenizer spells {names} letter by letter, so no "
+        "learned token carries its meaning; check the spelling or use a more common word"
+    )
 
 
 @torch.no_grad()

@@ -1,4 +1,5 @@
-"""`eraser apply` refuses deltas that do not fit the base, and warns when the base differs."""
+"""`eraser apply` refuses deltas that do not fit the base, and a base other than the delta's own
+unless forced."""
 
 from pathlib import Path
 
@@ -35,9 +36,16 @@ def test_wrong_shape_or_unknown_name_is_refused(
         apply_delta(str(tiny_model), tmp_path / "name.safetensors", tmp_path / "b")
 
 
-def test_cli_warns_when_applied_to_another_base(delta: Path, tmp_path: Path) -> None:
-    other = make_tiny_model(tmp_path / "other", seed=7)
-    args = ["apply", "--model", str(other), "--delta", str(delta), "--out", str(tmp_path / "p")]
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 0
-    assert "warning: the delta was trained on a base model with other files" in result.output
+def test_cli_refuses_another_base_of_the_same_shape_unless_forced(
+    delta: Path, tmp_path: Path
+) -> None:
+    other = make_tiny_model(tmp_path / "other", seed=7)  # same names and shapes, other weights
+    args = ["apply", "--model", str(other), "--delta", str(delta)]
+    refused = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "p")])
+    assert refused.exit_code == 1
+    assert "wrong_base_model: the delta was trained on" in refused.output
+    assert not (tmp_path / "p").exists()
+    forced = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "p"), "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert "warning: --force: the delta was trained on" in forced.output
+    assert (tmp_path / "p" / "unet" / "diffusion_pytorch_model.safetensors").is_file()

@@ -31,7 +31,18 @@ def test_make_demo_runs_a_job_end_to_end_on_the_local_profile(tmp_path: Path) ->
 
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    assert "demo succeeded" in output
+    assert "demo succeeded in " in output
+    # Issue 14 item 5, must-show 2: a short story, a progress bar with an ETA, no WARNING or
+    # ERROR anywhere (the story, or the service's log, which the story points to).
+    lines = output.splitlines()
+    assert len(lines) < 60, output
+    serve_log = (data_dir / "demo-serve.log").read_text()
+    for text in (output, serve_log):
+        assert not re.search(r"WARNING|ERROR|Traceback", text), text
+    bars = re.findall(r"^  \[[#-]{30}\] +(\d+)/100 +\d+% \| ETA (\S+)$", output, re.MULTILINE)
+    assert len(bars) >= 5 and bars[-1] == ("100", "0s"), output
+    assert any(eta.endswith("s") and eta != "0s" for _, eta in bars), bars
+    assert "samples.png" in output and "demo-downloads" in output
     verified = re.findall(r"^\s+(\S+)\s+\d+ B\s+sha256 ok$", result.stdout, re.MULTILINE)
     assert {"delta.safetensors", "manifest.json", "unet/config.json"} <= set(verified), output
     assert "MISMATCH" not in output
