@@ -87,7 +87,7 @@ class Hyperparameters(BaseModel):
         1, ge=0, le=100, description="Adversary steps per UNet update (reference: 1)."
     )
     vocabulary_size: int = Field(
-        3000, ge=1, le=100_000, description="N: words taken from the tokenizer by default."
+        3000, ge=1, le=100_000, description="N: default vocabulary size."
     )
     loss_space: LossSpace | None = Field(
         None,

@@ -24,7 +24,7 @@ class ErasureConfig(BaseModel):
     seed: int = 0
     device: str = Field("auto", description="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1'.")
     precision: Precision = Precision.FP32
-    vocabulary: list[str] | None = Field(None, description="Candidate words; None = tokenizer's.")
+    vocabulary: list[str] | None = Field(None, description="Candidate words; None = default.")
     sample_prompts: list[str] = Field(default_factory=list, description="Control prompts (grid).")
     checkpoint_every: int = Field(100, ge=0, description="Updates between checkpoints; 0 = none.")
     checkpoint_total_limit: int = Field(2, ge=1, description="Checkpoints kept (newest).")
