@@ -86,9 +86,7 @@ class Hyperparameters(BaseModel):
     adversary_steps: int = Field(
         1, ge=0, le=100, description="Adversary steps per UNet update (reference: 1)."
     )
-    vocabulary_size: int = Field(
-        3000, ge=1, le=100_000, description="N: default vocabulary size."
-    )
+    vocabulary_size: int = Field(3000, ge=1, le=100_000, description="N: default vocabulary size.")
     loss_space: LossSpace | None = Field(
         None,
         description="Space of both MSE losses; None = the method's own (ap: x0, esd: eps).",
