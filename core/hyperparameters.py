@@ -50,6 +50,13 @@ def default_loss_space(method: Method) -> LossSpace:
     return LossSpace.X0 if method == Method.AP else LossSpace.EPS
 
 
+class XtSchedule(StrEnum):
+    """Where the x_t sampler leaves z relative to the t the UNet is then queried at."""
+
+    EXACT = "exact"  # z at the noise level of DDIM index k, t drawn in that index's bucket
+    REFERENCE = "reference"  # the authors' CompVis loop: z two DDIM steps less noisy than t
+
+
 class Hyperparameters(BaseModel):
     """Every knob of algorithm.md §3-4, each with the reference default."""
 
@@ -80,9 +87,7 @@ class Hyperparameters(BaseModel):
     adversary_steps: int = Field(
         1, ge=0, le=100, description="Adversary steps per UNet update (reference: 1)."
     )
-    vocabulary_size: int = Field(
-        3000, ge=1, le=100_000, description="N: words taken from the tokenizer by default."
-    )
+    vocabulary_size: int = Field(3000, ge=1, le=100_000, description="N: default vocabulary size.")
     loss_space: LossSpace | None = Field(
         None,
         description="Space of both MSE losses; None = the method's own (ap: x0, esd: eps).",
@@ -103,6 +108,11 @@ class Hyperparameters(BaseModel):
     share_trajectory: bool = Field(
         False,
         description="Adversary steps reuse the UNet step's x_t instead of sampling their own.",
+    )
+    xt_schedule: XtSchedule = Field(
+        XtSchedule.EXACT,
+        description="exact: z sits at the noise level of the t it is queried at; reference: "
+        "the authors' sampler (z two DDIM steps less noisy), for reproducing their numbers.",
     )
 
     def for_method(self, method: Method) -> "Hyperparameters":

@@ -45,9 +45,9 @@ from core.erasure.vocabulary import (
     cached_embeddings,
     check_concept,
     closed_vocabulary,
+    default_vocabulary,
     embed,
     exclude_erased,
-    tokenizer_words,
     vocabulary_hash,
 )
 from core.hyperparameters import Method
@@ -62,13 +62,14 @@ class PreparedRun:
 
 
 def _vocabulary(config: ErasureConfig, base: BaseModel, concepts: list[str]) -> list[str]:
-    """W: the user's list or the tokenizer's whole words, minus the erased concepts."""
+    """W: the user's list or the default (English words the tokenizer encodes whole), minus the
+    erased concepts and their forms."""
     h = config.hyperparameters
     tokenizer = base.pipeline.tokenizer
     words = (
         config.vocabulary
         if config.vocabulary is not None
-        else tokenizer_words(tokenizer, h.vocabulary_size)
+        else default_vocabulary(tokenizer, h.vocabulary_size)
     )
     kept = exclude_erased(words, concepts)
     if not kept:
@@ -163,7 +164,7 @@ def prepare(config: ErasureConfig, base: BaseModel, device: torch.device) -> Pre
     if config.method == Method.ESD:
         source = "none (esd)"
     else:
-        source = "user" if config.vocabulary is not None else "tokenizer"
+        source = "user" if config.vocabulary is not None else "default"
     vocabulary = {
         "source": source,
         "size": len(words),

@@ -117,11 +117,13 @@ class Trainer:
         return int(torch.randint(high, (1,), generator=self.generator))
 
     def draw(self) -> Draw:
-        """c ~ U(erased), k ~ U{0..S−1}, t ~ U{τ_k .. τ_k + T/S − 1}, x_T ~ N(0, I)."""
+        """c ~ U(erased), k ~ U{0..S−1}, t ~ U{τ_k .. τ_k + T/S − 1} (its `xt_schedule`
+        window), x_T ~ N(0, I)."""
         grid = self.setup.grid
         concept = self._randint(len(self.setup.concepts))
         k = self._randint(grid.steps)
-        t = grid.timestep(k) + self._randint(grid.stride)
+        low, high = grid.query_window(k, self.setup.hyperparameters.xt_schedule)
+        t = low + self._randint(high - low)
         x_T = torch.randn(self.setup.latent_shape, generator=self.generator)
         return Draw(concept, k, t, x_T.to(self.setup.device))
 
@@ -129,7 +131,7 @@ class Trainer:
         return torch.full((batch,), t, device=self.setup.device)
 
     def _sample(self, draw: Draw, cond: torch.Tensor) -> torch.Tensor:
-        """z (one per prompt in `cond`) at the noise level of index k, by the CURRENT θ'."""
+        """z (one per prompt in `cond`) at index k, placed by `xt_schedule`, by the CURRENT θ'."""
         h = self.setup.hyperparameters
         return sample_to_index(
             self.live_eps,
@@ -139,6 +141,7 @@ class Trainer:
             h.start_guidance,
             self.setup.grid,
             draw.k,
+            h.xt_schedule,
         )
 
     # ---- choosing the preserved concept ---------------------------------------------------------
@@ -248,7 +251,8 @@ class Trainer:
             alpha = grid.alphas_cumprod[[grid.timestep(k) for k in range(grid.steps)]]
             weights = (1 - alpha) / alpha
         k = int(torch.multinomial(weights, 1, generator=self.generator))
-        t = grid.timestep(k) + self._randint(grid.stride)
+        low, high = grid.query_window(k, self.setup.hyperparameters.xt_schedule)
+        t = low + self._randint(high - low)
         x_T = torch.randn(self.setup.latent_shape, generator=self.generator)
         return Draw(concept, k, t, x_T.to(self.setup.device))
 

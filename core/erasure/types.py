@@ -31,7 +31,7 @@ class ErasureConfig(BaseModel):
     precision: Precision = Field(
         Precision.AUTO, description="auto = bf16 autocast on a bf16-capable GPU, else fp32."
     )
-    vocabulary: list[str] | None = Field(None, description="Candidate words; None = tokenizer's.")
+    vocabulary: list[str] | None = Field(None, description="Candidate words; None = default.")
     sample_prompts: list[str] = Field(default_factory=list, description="Control prompts (grid).")
     checkpoint_every: int = Field(100, ge=0, description="Updates between checkpoints; 0 = none.")
     checkpoint_total_limit: int = Field(2, ge=1, description="Checkpoints kept (newest).")

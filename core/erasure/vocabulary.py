@@ -1,7 +1,12 @@
 """The concept vocabulary W (algorithm.md §3.1-3.2) and its text embeddings E(w).
 
-Default W: whole words of the model's own tokenizer, in BPE-merge order (which tracks word
-frequency in CLIP's training text). Erased concepts are excluded (the paper's R = C \\ E).
+Default W: English words, most frequent first (`data/english_words.txt`, from wordfreq; function
+words dropped), that the model's tokenizer encodes as one token. On a real BPE tokenizer such as
+CLIP's, a token that ends a word (`…</w>`) is often a suffix ("ing", "ers", "tion"), not a word,
+so the tokenizer alone cannot say what a word is; the list can, and the tokenizer says which words
+the text encoder sees whole. A toy word-level tokenizer (the `demo` model's, a few hundred words)
+shares too few words with the list: there its own whole words are used, in merge order. Erased
+concepts, with their articles and singular/plural forms, are excluded (the paper's R = C \\ E).
 E(w) of every word is cached on disk per (model content hash, vocabulary hash), because every
 job on a model reuses it and embedding thousands of prompts is the slow part of setup.
 """
@@ -11,7 +16,10 @@ import json
 import os
 import tempfile
 from collections.abc import Sequence
+from functools import cache
+from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -19,10 +27,18 @@ from transformers import CLIPTextModel, PreTrainedTokenizerBase
 
 from core.erasure.types import BadConceptError
 
+if TYPE_CHECKING:
+    import inflect
+
 END_OF_WORD = "</w>"
 MIN_WORD_LENGTH = 3  # shorter whole-word tokens are mostly articles, prepositions, fragments
 _LEADING_ARTICLES = ("a ", "an ", "the ")
 _EMBED_BATCH = 64
+_ENCODE_BATCH = 1024
+ENGLISH_WORDS_FILE = "data/english_words.txt"
+# Fewer dictionary words than this encoded as one token: a toy word-level tokenizer, whose own
+# words are the better vocabulary (CLIP encodes ~20,000 of the list's 30,000 as one token).
+MIN_DICTIONARY_WORDS = 1000
 
 
 def _merges(tokenizer: PreTrainedTokenizerBase) -> list[tuple[str, str]]:
@@ -52,13 +68,75 @@ def tokenizer_words(tokenizer: PreTrainedTokenizerBase, limit: int) -> list[str]
     return list(words)
 
 
+@cache
+def english_words() -> tuple[str, ...]:
+    """The shipped English word list, most frequent first, without function words ('the',
+    'with', 'would': they name no concept an erasure could damage)."""
+    # imported here: scikit-learn's text module is slow to import and only this needs it
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    path = resources.files("core.erasure").joinpath(ENGLISH_WORDS_FILE)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    words = (s for line in lines if (s := line.strip()) and not s.startswith("#"))
+    return tuple(w for w in words if w not in ENGLISH_STOP_WORDS)
+
+
+def single_token_words(
+    tokenizer: PreTrainedTokenizerBase, words: Sequence[str], limit: int
+) -> list[str]:
+    """The first `limit` of `words` that the tokenizer encodes as exactly one token."""
+    vocab = tokenizer.get_vocab()
+    if any(token.endswith(END_OF_WORD) for token in vocab):
+        # CLIP-style BPE: a word is one token only if `word</w>` is a token. Checking that first
+        # spares encoding tens of thousands of words that cannot pass.
+        words = [w for w in words if w + END_OF_WORD in vocab]
+    kept: list[str] = []
+    for start in range(0, len(words), _ENCODE_BATCH):
+        batch = list(words[start : start + _ENCODE_BATCH])
+        ids = tokenizer(batch, add_special_tokens=False)["input_ids"]
+        kept.extend(word for word, tokens in zip(batch, ids, strict=True) if len(tokens) == 1)
+        if len(kept) >= limit:
+            break
+    return kept[:limit]
+
+
+def default_vocabulary(tokenizer: PreTrainedTokenizerBase, limit: int) -> list[str]:
+    """The first `limit` English words the tokenizer encodes whole, most frequent first; a
+    tokenizer that encodes fewer than MIN_DICTIONARY_WORDS of them whole gets its own words."""
+    words = single_token_words(tokenizer, english_words(), max(limit, MIN_DICTIONARY_WORDS))
+    if len(words) < MIN_DICTIONARY_WORDS:
+        return tokenizer_words(tokenizer, limit)
+    return words[:limit]
+
+
+@cache
+def _inflect() -> "inflect.engine":
+    import inflect  # slow to import (seconds); only runs that exclude concepts need it
+
+    return inflect.engine()
+
+
+def _number_forms(text: str) -> set[str]:
+    """`text` with its last word in the other grammatical number: 'a cat' → 'a cats',
+    'mice' → 'mouse', 'woman' → 'women'."""
+    *head, last = text.split(" ")
+    if not last.isalpha():
+        return set()
+    engine = _inflect()
+    singular = engine.singular_noun(last)  # False when `last` is not a plural
+    other = singular if singular else engine.plural_noun(last)
+    return {" ".join([*head, other])} if other and other != last else set()
+
+
 def concept_forms(concept: str) -> set[str]:
-    """Lower-case spellings that name the same concept: 'a cat' is also 'cat'."""
+    """Lower-case spellings that name the same concept: 'a cat' is also 'cat' and 'cats'."""
     text = " ".join(concept.lower().split())
     forms = {text}
     for article in _LEADING_ARTICLES:
         if text.startswith(article):
             forms.add(text.removeprefix(article))
+    for form in list(forms):
+        forms |= _number_forms(form)
     return forms
 
 
