@@ -1,8 +1,9 @@
 """Per-request dependencies: the app context, a database session that commits at the edge, the
 caller's principal from a bearer key, and the JSON media-type check."""
 
+import json
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -12,6 +13,7 @@ from api.context import AppContext
 from api.problems import ApiProblem
 from core.auth.keys import authenticate
 from core.db.session import session_scope
+from core.jobs.errors import FieldError
 from core.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `eraser keys create`.")
@@ -60,8 +62,37 @@ Principal = Annotated[str, Depends(_principal)]
 Context = Annotated[AppContext, Depends(get_context)]
 
 
-def require_json(request: Request) -> None:
-    """415 for a body that is not JSON, instead of a confusing validation error."""
+async def require_json(request: Request) -> None:
+    """415 for a body that is not JSON, instead of a confusing validation error; 400 for an
+    object with a repeated key. RFC 8259 leaves duplicates to the parser (Python keeps the last,
+    others the first), so a proxy or an audit log may read a different job than the one we run:
+    such a body is refused rather than guessed at."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):
         raise ApiProblem(415, "unsupported-media-type", "send the body as application/json")
+    try:
+        json.loads(await request.body(), object_pairs_hook=_refuse_duplicate_keys)
+    except _DuplicateKeyError as error:
+        raise ApiProblem(
+            400,
+            "duplicate-json-key",
+            f"the body repeats the key {error.key!r} in one object",
+            errors=[FieldError(("body", error.key), "repeated key", "duplicate_key")],
+        ) from error
+    except ValueError:
+        pass  # not JSON at all: the body's own validation answers that (400 malformed-json)
+
+
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKeyError(key)
+        seen[key] = value
+    return seen

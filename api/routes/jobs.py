@@ -13,6 +13,7 @@ from api.problems import ApiProblem, problems
 from core.hyperparameters import Method
 from core.jobs import service
 from core.jobs.errors import FieldError
+from core.jobs.pagination import in_utc_range
 from core.jobs.schemas import JobCreate, JobPage, JobView
 from core.jobs.status import JobStatus
 from core.queue import enqueue_job
@@ -132,6 +133,13 @@ def list_jobs(
                 "validation-error",
                 f"{name} needs a timezone offset (e.g. Z)",
                 errors=[FieldError(("query", name), "needs a timezone offset", "timezone")],
+            )
+        if value is not None and not in_utc_range(value):
+            raise ApiProblem(
+                422,
+                "validation-error",
+                f"{name} is outside the years 1-9999 once converted to UTC",
+                errors=[FieldError(("query", name), "outside years 1-9999 in UTC", "datetime")],
             )
     page = service.list_jobs(
         session,
