@@ -39,10 +39,12 @@ def _job_create(job: Schema, settings: Settings) -> None:
     properties["model"]["pattern"] = text
     properties["seed"]["maximum"] = MAX_SEED  # an int: the float pydantic writes rounds up to 2^63
     properties["seed"]["minimum"] = 0
+    # The concepts' pattern depends on the model (below): one pattern per item keeps generators
+    # of valid bodies (schemathesis) from having to intersect two.
     properties["concepts"].update(
         maxItems=settings.max_concepts,
         uniqueItems=True,
-        items={"type": "string", "maxLength": settings.max_concept_chars, "pattern": visible},
+        items={"type": "string", "maxLength": settings.max_concept_chars},
     )
     properties["sample_prompts"].update(
         maxItems=settings.max_sample_prompts,
@@ -62,8 +64,9 @@ def _job_create(job: Schema, settings: Settings) -> None:
     for model in list_models(settings):
         branch: Schema = {"properties": {"model": {"const": model.name}}}
         rules = model_text(model)
-        if rules is not None and rules.known_words is not None:
-            branch["properties"]["concepts"] = {"items": {"pattern": rules.word_pattern}}
+        words = rules is not None and rules.known_words is not None
+        pattern = rules.word_pattern if rules is not None and words else visible
+        branch["properties"]["concepts"] = {"items": {"pattern": pattern}}
         branches.append(branch)
     job["anyOf"] = branches
     properties["model"]["description"] = "A registered model name (GET /v1/models)."
@@ -72,6 +75,12 @@ def _job_create(job: Schema, settings: Settings) -> None:
 def _parameter(parameter: Schema, settings: Settings) -> None:
     name = parameter.get("name")
     schema = parameter.get("schema", {})
+    # An optional parameter is one that may be left out; "null" is not a value a query string or
+    # header can carry (it would arrive as the four letters), so the document does not offer it.
+    if "anyOf" in schema:
+        schema["anyOf"] = [v for v in schema["anyOf"] if v.get("type") != "null"]
+        if len(schema["anyOf"]) == 1:
+            schema.update(schema.pop("anyOf")[0])
     variants = schema.get("anyOf", [schema])
     if name == "limit" and parameter.get("in") == "query":
         for variant in variants:
@@ -81,6 +90,8 @@ def _parameter(parameter: Schema, settings: Settings) -> None:
         for variant in variants:
             if variant.get("type") == "string":
                 variant["pattern"] = CURSOR_PATTERN
+    elif name in ("created_after", "created_before"):
+        schema["format"] = "date-time"
     elif name == "name" and parameter.get("in") == "path":
         schema["pattern"] = ARTIFACT_NAME_PATTERN
     elif name == "idempotency-key":

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -113,8 +114,12 @@ def list_jobs(
     context: Context,
     status: Annotated[list[JobStatus] | None, Query(description="Any of these states.")] = None,
     method: Method | None = None,
-    created_after: Annotated[datetime | None, Query(description="Inclusive, ISO 8601.")] = None,
-    created_before: Annotated[datetime | None, Query(description="Exclusive, ISO 8601.")] = None,
+    created_after: Annotated[
+        str | None, Query(description="Inclusive, RFC 3339 date-time with offset.")
+    ] = None,
+    created_before: Annotated[
+        str | None, Query(description="Exclusive, RFC 3339 date-time with offset.")
+    ] = None,
     limit: Annotated[int | None, Query(ge=1, description="Page size.")] = None,
     after: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
 ) -> JobPage:
@@ -126,29 +131,16 @@ def list_jobs(
             f"limit is at most {settings.page_size_max}",
             errors=[FieldError(("query", "limit"), f"at most {settings.page_size_max}", "limit")],
         )
-    for name, value in (("created_after", created_after), ("created_before", created_before)):
-        if value is not None and value.tzinfo is None:
-            raise ApiProblem(
-                422,
-                "validation-error",
-                f"{name} needs a timezone offset (e.g. Z)",
-                errors=[FieldError(("query", name), "needs a timezone offset", "timezone")],
-            )
-        if value is not None and not in_utc_range(value):
-            raise ApiProblem(
-                422,
-                "validation-error",
-                f"{name} is outside the years 1-9999 once converted to UTC",
-                errors=[FieldError(("query", name), "outside years 1-9999 in UTC", "datetime")],
-            )
+    after_time = _date_time("created_after", created_after)
+    before_time = _date_time("created_before", created_before)
     page = service.list_jobs(
         session,
         principal,
         service.JobFilter(
             statuses=status or (),
             method=method,
-            created_after=created_after,
-            created_before=created_before,
+            created_after=after_time,
+            created_before=before_time,
         ),
         limit=limit or settings.page_size_default,
         after=after,
@@ -158,6 +150,46 @@ def list_jobs(
         has_more=page.has_more,
         next_cursor=page.next_cursor,
     )
+
+
+# RFC 3339 §5.6 date-time, what the document's `format: date-time` promises, and nothing else
+# (pydantic would also take a bare number as a Unix time).
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def _date_time(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    match = _RFC3339.match(value)
+    problem = None
+    moment = None
+    if match is None:
+        problem = "an RFC 3339 date-time with an offset, e.g. 2026-01-01T00:00:00Z"
+    else:
+        year, month, day, hour, minute, second, fraction, offset = match.groups()
+        micros = int(((fraction or ".0")[1:] + "000000")[:6])
+        # A leap second (:60) is the last instant of its minute for every purpose here.
+        leap = second == "60"
+        zone = "+00:00" if offset in ("Z", "z") else offset
+        try:
+            moment = datetime.fromisoformat(
+                f"{year}-{month}-{day}T{hour}:{minute}:{'59' if leap else second}"
+                f".{'999999' if leap else f'{micros:06d}'}{zone}"
+            )
+        except ValueError:
+            problem = "not a calendar date and time"
+        if moment is not None and not in_utc_range(moment):
+            problem = "outside the years 1-9999 once converted to UTC"
+    if problem is not None:
+        raise ApiProblem(
+            422,
+            "validation-error",
+            f"{name}: {problem}",
+            errors=[FieldError(("query", name), problem, "datetime")],
+        )
+    return moment
 
 
 @router.post(

@@ -63,7 +63,8 @@ class ModelText:
     def word_pattern(self) -> str:
         """For a word-list model, the concepts it can read, as one regular expression (the same
         string is the JSON Schema `pattern` of the OpenAPI document, so both say the same):
-        ASCII text whose letter runs are known words (any case) or single letters."""
+        non-blank printable ASCII whose letter runs are known words (any case) or single
+        letters. Lone surrogates, control and invisible characters fall outside it too."""
         if self.known_words is None:
             return ""
         spelled = sorted(
@@ -73,7 +74,8 @@ class ModelText:
         )
         word = "(?:" + "|".join([*spelled, "[A-Za-z]"]) + ")"
         gap = _ASCII_NON_LETTER
-        return f"^{gap}*(?:{word}(?:{gap}+{word})*)?{gap}*$"
+        # (?=.*[^ ]): not blank (the gaps are printable ASCII, so blank means spaces only)
+        return f"^(?=.*[^ ]){gap}*(?:{word}(?:{gap}+{word})*)?{gap}*$"
 
     def _unknown_words_message(self, concept: str) -> str:
         known = sorted(self.known_words or ())

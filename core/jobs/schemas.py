@@ -132,13 +132,19 @@ def safe_text_pattern(*, visible: bool) -> str:
     (a character class of every refused code point range, plus, for visible text, at least one
     non-space character)."""
     ranges: list[tuple[int, int]] = []
-    refused = _REFUSED_IN_PROMPTS if visible else _REFUSED_EVERYWHERE
+    # Surrogates are left out: a JSON Schema validator works on Unicode strings, which cannot hold
+    # them (RFC 7493 forbids them in JSON text), so no pattern can mention them; the server
+    # refuses them for the same reason.
+    refused = (_REFUSED_IN_PROMPTS if visible else _REFUSED_EVERYWHERE) - {"Cs"}
     start: int | None = None
     for code in range(0x110000):
         character = chr(code)
-        bad = unicodedata.category(character) in refused or (
-            visible and character in _INVISIBLE_LETTERS
-        )
+        if 0xD800 <= code <= 0xDFFF:
+            bad = start is not None  # continue a run across the gap rather than split it
+        else:
+            bad = unicodedata.category(character) in refused or (
+                visible and character in _INVISIBLE_LETTERS
+            )
         if bad and start is None:
             start = code
         elif not bad and start is not None:
