@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from api.context import AppContext
 from api.problems import ApiProblem
-from core.auth.keys import authenticate
+from core.auth.keys import find_key, touch
 from core.db.session import session_scope
 from core.jobs.errors import FieldError
 from core.settings import Settings
@@ -41,21 +41,38 @@ def _session(context: Annotated[AppContext, Depends(get_context)]) -> Iterator[S
 DbSession = Annotated[Session, Depends(_session, scope="function")]
 
 
+def _read_session(context: Annotated[AppContext, Depends(get_context)]) -> Iterator[Session]:
+    """The request's autocommit session for lookups (the key, then what a GET reads): one
+    connection checkout and nothing but the SELECTs themselves on the wire."""
+    session = context.read_session_factory()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+ReadSession = Annotated[Session, Depends(_read_session, scope="function")]
+
+
 def _principal(
     context: Annotated[AppContext, Depends(get_context)],
+    session: ReadSession,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
-    """The caller's principal. Looked up in a short transaction of its own: authentication may
-    record `last_used_at`, and that write must not hold a lock for the whole request (on SQLite
-    it would block the request's other transactions, such as the idempotent create)."""
+    """The caller's principal, looked up in the request's read session. The rare write of
+    `last_used_at` (once a minute per key) goes through a short transaction of its own: it must
+    not hold a lock for the whole request (on SQLite it would block the request's other
+    transactions, such as the idempotent create)."""
     unauthorized = {"WWW-Authenticate": 'Bearer realm="eraser"'}
     if credentials is None:
         raise ApiProblem(401, "unauthorized", "missing bearer API key", headers=unauthorized)
-    with session_scope(context.session_factory) as session:
-        principal = authenticate(session, credentials.credentials)
-    if principal is None:
+    match = find_key(session, credentials.credentials)
+    if match is None:
         raise ApiProblem(401, "unauthorized", "unknown or revoked API key", headers=unauthorized)
-    return principal
+    if match.touch_due:
+        with session_scope(context.session_factory) as writer:
+            touch(writer, match.key_id)
+    return match.principal
 
 
 Principal = Annotated[str, Depends(_principal)]

@@ -14,7 +14,7 @@ from typing import BinaryIO
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
-from api.dependencies import Context, DbSession, Principal
+from api.dependencies import Context, Principal, ReadSession
 from api.problems import ApiProblem, problems
 from core.artifacts import ArtifactNotFound, InvalidArtifactName, validate_artifact_name
 from core.jobs import service
@@ -41,7 +41,7 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
     responses=problems(401, 404),
     summary="The job's artifacts: name, kind, bytes, sha256",
 )
-def list_artifacts(job_id: str, principal: Principal, session: DbSession) -> ArtifactManifest:
+def list_artifacts(job_id: str, principal: Principal, session: ReadSession) -> ArtifactManifest:
     artifacts = service.job_artifacts(session, principal, job_id)
     return ArtifactManifest(job_id=job_id, artifacts=[ArtifactView.of(a) for a in artifacts])
 
@@ -111,7 +111,7 @@ def download_artifact(
     job_id: str,
     name: str,
     principal: Principal,
-    session: DbSession,
+    session: ReadSession,
     context: Context,
     range_: str | None = Header(None, alias="Range"),
 ) -> StreamingResponse:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.responses import Response
 
-from api.dependencies import Context, DbSession, Principal
+from api.dependencies import Context, Principal, ReadSession
 from api.problems import ApiProblem, problems
 from core.jobs import service
 from core.jobs.errors import FieldError
@@ -77,7 +77,7 @@ def job_events(
     request: Request,
     job_id: str,
     principal: Principal,
-    session: DbSession,
+    session: ReadSession,
     context: Context,
     after: Annotated[
         int, Query(ge=0, le=MAX_EVENT_ID, description="Only events with a larger id.")

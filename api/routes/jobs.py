@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from api.dependencies import Context, DbSession, Principal, require_json
+from api.dependencies import Context, DbSession, Principal, ReadSession, require_json
 from api.problems import ApiProblem, problems
 from core.hyperparameters import Method
 from core.jobs import service
@@ -92,7 +92,7 @@ def create_job(
 def get_job(
     job_id: str,
     principal: Principal,
-    session: DbSession,
+    session: ReadSession,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     body = JobView.of(service.get_job(session, principal, job_id)).model_dump(mode="json")
@@ -110,7 +110,7 @@ def get_job(
 )
 def list_jobs(
     principal: Principal,
-    session: DbSession,
+    session: ReadSession,
     context: Context,
     status: Annotated[list[JobStatus] | None, Query(description="Any of these states.")] = None,
     method: Method | None = None,
