@@ -2,7 +2,7 @@
 caller's principal from a bearer key, and the JSON media-type check."""
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -19,12 +19,16 @@ from core.settings import Settings
 _bearer = HTTPBearer(auto_error=False, description="An API key from `eraser keys create`.")
 
 
-def get_context(request: Request) -> AppContext:
+# Dependencies that do no I/O are `async def`: FastAPI runs a plain `def` dependency in its
+# thread pool, a hop that costs more than the dependency itself on the read path.
+
+
+async def get_context(request: Request) -> AppContext:
     context: AppContext = request.app.state.context
     return context
 
 
-def get_settings(context: Annotated[AppContext, Depends(get_context)]) -> Settings:
+async def get_settings(context: Annotated[AppContext, Depends(get_context)]) -> Settings:
     return context.settings
 
 
@@ -41,9 +45,13 @@ def _session(context: Annotated[AppContext, Depends(get_context)]) -> Iterator[S
 DbSession = Annotated[Session, Depends(_session, scope="function")]
 
 
-def _read_session(context: Annotated[AppContext, Depends(get_context)]) -> Iterator[Session]:
+async def _read_session(
+    context: Annotated[AppContext, Depends(get_context)],
+) -> AsyncIterator[Session]:
     """The request's autocommit session for lookups (the key, then what a GET reads): one
-    connection checkout and nothing but the SELECTs themselves on the wire."""
+    connection checkout and nothing but the SELECTs themselves on the wire. Creating it does no
+    I/O (the connection is checked out by the first query, in the route's thread), and closing an
+    autocommit session only hands the connection back to the pool."""
     session = context.read_session_factory()
     try:
         yield session
