@@ -128,7 +128,8 @@ with session_scope(make_session_factory(engine)) as session:
         session.add(Job(principal="bench", model="demo", concepts=["ring"], method="ap",
             train_method="xattn", hyperparameters={{"iterations": 100}}, seed=index,
             sample_prompts=["a red ring"], metadata_={{"n": str(index)}},
-            created_at=start + timedelta(seconds=index), updated_at=start + timedelta(seconds=index),
+            created_at=start + timedelta(seconds=index),
+            updated_at=start + timedelta(seconds=index),
             status="succeeded", progress_step=100, progress_total=100,
             progress_losses={{"esd": 0.1, "preservation": 0.2}}, result={{"steps_completed": 100}}))
 print(key)
@@ -198,7 +199,7 @@ def run_backend(
                 "--log-level",
                 "warning",
                 "--no-access-log",
-            ],  # fmt: skip
+            ],
             env=environment,
             cwd=code_root,
         )
@@ -220,7 +221,7 @@ def run_backend(
             "GET job": (f"{base}/v1/jobs/{job_id}", key),
             "GET list (20)": (f"{base}/v1/jobs?limit=20", key),
         }
-        for name, (target, auth) in endpoints.items():  # warm every process's pool and caches
+        for target, auth in endpoints.values():  # warm every process's pool and caches
             _hey(target, 50, 2, auth)
         pids = _process_tree(server.pid)
         for rate in rates:
@@ -242,7 +243,7 @@ def run_backend(
                         percentiles.get("99", float("nan")),
                         cpu,
                         load,
-                    )  # fmt: skip
+                    )
                 )
                 print(_format(rows[-1], rows), flush=True)
     finally:
@@ -284,8 +285,10 @@ def main() -> None:
         f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, code {arguments.code_root}, "
         f"{arguments.processes} API processes, {os.cpu_count()} cores, load {_load()}"
     )
-    print("| backend | endpoint | offered/s | achieved/s | p50 ms | p95 ms | p99 ms | "
-          "server CPU ms/req | vs trivial | load (1/5/15 min) |")  # fmt: skip
+    print(
+        "| backend | endpoint | offered/s | achieved/s | p50 ms | p95 ms | p99 ms | "
+        "server CPU ms/req | vs trivial | load (1/5/15 min) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for backend in arguments.backends.split(","):
         run_backend(
