@@ -22,10 +22,11 @@ HOOKS = "schemathesis_hooks"
 def test_generated_requests_meet_the_document_with_every_check(
     api_base_url: str, make_api_key: Callable[[str], str], http: httpx.Client, tmp_path: Path
 ) -> None:
-    examples = os.environ.get("ERASER_FUZZ_EXAMPLES", "3")
-    # The suite's run: the deterministic coverage phase (every boundary, missing part and wrong
-    # type of every operation, a few hundred cases); the long run adds random and stateful ones.
-    phases = os.environ.get("ERASER_FUZZ_PHASES", "coverage")
+    examples = os.environ.get("ERASER_FUZZ_EXAMPLES", "12")
+    # The suite's run: a dozen random cases per operation (~150 requests with the auth probes);
+    # the long run adds the examples, the deterministic coverage phase (every boundary, missing
+    # part and wrong type) and stateful sequences.
+    phases = os.environ.get("ERASER_FUZZ_PHASES", "fuzzing")
     key = make_api_key("fuzzer")
     command = [
         str(Path(sys.executable).with_name("schemathesis")),
@@ -50,7 +51,12 @@ def test_generated_requests_meet_the_document_with_every_check(
         ),
     }
     result = subprocess.run(
-        command, capture_output=True, text=True, env=environment, timeout=900, check=False
+        command,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=int(os.environ.get("ERASER_FUZZ_TIMEOUT", "900")),
+        check=False,
     )
     output = result.stdout + result.stderr
     print(output[-6000:])
