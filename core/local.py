@@ -48,7 +48,7 @@ from core.settings import Profile, Settings
 
 _POLL_SECONDS = 0.2
 _API_START_TIMEOUT_SECONDS = 60
-_SIGNAL_WAIT_SECONDS = 5  # after a cold-shutdown or kill signal: only the OS is left to act
+_SIGNAL_WAIT_SECONDS = 5  # after a kill signal: only the OS is left to act
 # A child that keeps dying is restarted at most this often, so a broken setup does not spin.
 _RESTART_BACKOFF_SECONDS = 2.0
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -154,7 +154,7 @@ class LocalStack:
         child.started_at = time.monotonic()
 
     def stop(self) -> None:
-        """API first (no new jobs), then the worker: warm shutdown, then cold, then SIGKILL."""
+        """API first (no new jobs), then the worker: warm shutdown, then SIGKILL."""
         for name in ("api", "worker"):
             for child in self._children:
                 if child.name != name or not child.running():
@@ -164,10 +164,11 @@ class LocalStack:
                 child.signal(signal.SIGTERM, group=False)
                 if child.wait(self.shutdown_grace_seconds):
                     continue
-                child.signal(signal.SIGQUIT)  # Celery: cold shutdown, the job is interrupted
-                if not child.wait(_SIGNAL_WAIT_SECONDS):
-                    child.signal(signal.SIGKILL)
-                    child.wait(_SIGNAL_WAIT_SECONDS)
+                # No cold shutdown (SIGQUIT) for the solo worker: Celery's would try to cancel
+                # the running task through the pool, which `solo` cannot, and raise inside the
+                # job (failing it). SIGKILL interrupts it cleanly: it resumes from its checkpoint.
+                child.signal(signal.SIGKILL)
+                child.wait(_SIGNAL_WAIT_SECONDS)
         self._children.clear()
         self.echo("eraser: stopped")
 
