@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from api.context import AppContext
 from api.problems import ApiProblem
-from core.auth.keys import find_key, touch
+from core.auth.keys import match_key, touch
 from core.db.session import session_scope
 from core.jobs.errors import FieldError
 from core.settings import Settings
@@ -74,7 +74,7 @@ def _principal(
     unauthorized = {"WWW-Authenticate": 'Bearer realm="eraser"'}
     if credentials is None:
         raise ApiProblem(401, "unauthorized", "missing bearer API key", headers=unauthorized)
-    match = find_key(session, credentials.credentials)
+    match = match_key(session, credentials.credentials)
     if match is None:
         raise ApiProblem(401, "unauthorized", "unknown or revoked API key", headers=unauthorized)
     if match.touch_due:

@@ -77,7 +77,7 @@ class KeyMatch:
         return KeyIdentity(key_id=self.key_id, principal=self.principal, admin=self.admin)
 
 
-def find_key(session: Session, key: str) -> KeyMatch | None:
+def match_key(session: Session, key: str) -> KeyMatch | None:
     """The live key, read only (one indexed SELECT): the per-request path. Whether last_used_at
     needs a write is reported, not done, so that the caller can make that rare write in a short
     transaction of its own instead of turning every read into a write."""
@@ -113,7 +113,7 @@ def touch(session: Session, key_id: str) -> None:
 
 def identify(session: Session, key: str) -> KeyIdentity | None:
     """Who a live key acts for, or None (unknown, malformed or revoked); records its use."""
-    match = find_key(session, key)
+    match = match_key(session, key)
     if match is None:
         return None
     if match.touch_due:
