@@ -29,6 +29,19 @@ def describe_deployment(base: Schema, settings: Settings) -> Schema:
         for operation in operations.values():
             for parameter in operation.get("parameters", []):
                 _parameter(parameter, settings)
+            # Every JSON body can be malformed, and that answer is a 400 problem.
+            if "requestBody" in operation:
+                operation["responses"].setdefault(
+                    "400",
+                    {
+                        "description": "Bad Request (the body is not JSON, or repeats a key)",
+                        "content": {
+                            "application/problem+json": {
+                                "schema": {"$ref": "#/components/schemas/Problem"}
+                            }
+                        },
+                    },
+                )
     return schema
 
 
@@ -65,8 +78,10 @@ def _job_create(job: Schema, settings: Settings) -> None:
         branch: Schema = {"properties": {"model": {"const": model.name}}}
         rules = model_text(model)
         words = rules is not None and rules.known_words is not None
-        pattern = rules.word_pattern if rules is not None and words else visible
-        branch["properties"]["concepts"] = {"items": {"pattern": pattern}}
+        items: Schema = {"pattern": visible}
+        if rules is not None and words:
+            items = {"pattern": rules.word_pattern, "maxLength": rules.max_word_list_chars}
+        branch["properties"]["concepts"] = {"items": items}
         branches.append(branch)
     job["anyOf"] = branches
     properties["model"]["description"] = "A registered model name (GET /v1/models)."

@@ -85,8 +85,9 @@ def match_key(session: Session, key: str) -> KeyMatch | None:
         return None
     digest = hash_key(key)
     row = session.execute(
-        select(ApiKey.id, ApiKey.principal, ApiKey.admin, ApiKey.key_hash, ApiKey.last_used_at)
-        .where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+        select(
+            ApiKey.id, ApiKey.principal, ApiKey.admin, ApiKey.key_hash, ApiKey.last_used_at
+        ).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
     ).one_or_none()
     # The indexed lookup already matched the hash; the constant-time compare keeps timing from
     # telling anything should the lookup ever change to a prefix match.

@@ -47,9 +47,22 @@ class ModelText:
     # The words of a word-list tokenizer; None for a real subword vocabulary.
     known_words: frozenset[str] | None
 
+    @property
+    def max_word_list_chars(self) -> int:
+        """For a word-list model: printable ASCII is at most one token per character, so this
+        many characters always fit the context with its start and end markers. A bound the
+        OpenAPI document can state exactly (`maxLength`), unlike a token count."""
+        return self.context_tokens - 2
+
     def check(self, concept: str) -> ConceptProblem | None:
         if self.known_words is not None and not re.fullmatch(self.word_pattern, concept):
             return ConceptProblem(self._unknown_words_message(concept), "unknown_word")
+        if self.known_words is not None and len(concept) > self.max_word_list_chars:
+            return ConceptProblem(
+                f"at most {self.max_word_list_chars} characters for this model (its text "
+                f"encoder reads {self.context_tokens} tokens with start and end markers)",
+                "concept_too_long",
+            )
         tokens = len(self.tokenizer.encode(concept).ids)
         if tokens > self.context_tokens:
             return ConceptProblem(
