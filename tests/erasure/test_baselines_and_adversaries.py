@@ -116,7 +116,9 @@ def test_fresh_trajectory_adversary_step_samples_its_own(tiny_model: Path) -> No
 def test_damage_adversary_measures_drift_and_preserves_the_most_damaged(
     tiny_model: Path,
 ) -> None:
-    trainer = _trainer(tiny_model, adversary="damage", damage_top=2, damage_every=2, damage_draws=1)
+    trainer = _trainer(
+        tiny_model, adversary="damage", damage_top=2, damage_every=2, damage_draws=1
+    )
     adversary = trainer.setup.adversaries[0]
     logits = adversary.logits.detach().clone()
     assert adversary.damage is None  # θ' = θ: nothing is damaged yet, choose uniformly
