@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from api.body_limit import BodySizeLimit
 from api.context import AppContext
 from api.metrics import HttpMetrics, JobsByStatusCollector
+from api.openapi import describe_deployment
 from api.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
 from api.routes import admin, artifacts, events, health, jobs, models
 from api.ui import install_console
@@ -41,11 +42,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     install_console(app)
 
-    _declare_problem_schema(app)
+    _declare_problem_schema(app, context)
     return app
 
 
-def _declare_problem_schema(app: FastAPI) -> None:
+def _declare_problem_schema(app: FastAPI, context: AppContext) -> None:
     """Make the OpenAPI document say what the API does: every error response (FastAPI's
     automatic 422 included) is a `Problem` as application/problem+json."""
     generate = app.openapi
@@ -63,6 +64,6 @@ def _declare_problem_schema(app: FastAPI) -> None:
             for unused in ("HTTPValidationError", "ValidationError"):
                 components.pop(unused, None)
             app.openapi_schema = schema
-        return app.openapi_schema
+        return describe_deployment(app.openapi_schema, context.settings)
 
     app.openapi = openapi  # type: ignore[method-assign]

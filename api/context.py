@@ -12,7 +12,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.artifacts import ArtifactStore, get_store
 from core.db import migrate
-from core.db.session import engine_from_settings, make_session_factory
+from core.db.session import (
+    engine_from_settings,
+    make_read_session_factory,
+    make_session_factory,
+)
 from core.settings import Settings
 
 
@@ -21,17 +25,20 @@ class AppContext:
     settings: Settings
     engine: Engine
     session_factory: sessionmaker[Session]
+    # Autocommit sessions for reads and authentication (see make_read_session_factory).
+    read_session_factory: sessionmaker[Session]
     store: ArtifactStore
     head_revisions: set[str]
     metrics_registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "AppContext":
-        engine = engine_from_settings(settings)
+        engine = engine_from_settings(settings, pre_ping=False)
         return cls(
             settings=settings,
             engine=engine,
             session_factory=make_session_factory(engine),
+            read_session_factory=make_read_session_factory(engine),
             store=get_store(settings),
             head_revisions=migrate.head_revisions(settings.sqlalchemy_url),
         )

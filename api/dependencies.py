@@ -1,8 +1,9 @@
 """Per-request dependencies: the app context, a database session that commits at the edge, the
 caller's principal from a bearer key, and the JSON media-type check."""
 
-from collections.abc import Iterator
-from typing import Annotated
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -10,19 +11,24 @@ from sqlalchemy.orm import Session
 
 from api.context import AppContext
 from api.problems import ApiProblem
-from core.auth.keys import authenticate
+from core.auth.keys import match_key, touch
 from core.db.session import session_scope
+from core.jobs.errors import FieldError
 from core.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `eraser keys create`.")
 
 
-def get_context(request: Request) -> AppContext:
+# Dependencies that do no I/O are `async def`: FastAPI runs a plain `def` dependency in its
+# thread pool, a hop that costs more than the dependency itself on the read path.
+
+
+async def get_context(request: Request) -> AppContext:
     context: AppContext = request.app.state.context
     return context
 
 
-def get_settings(context: Annotated[AppContext, Depends(get_context)]) -> Settings:
+async def get_settings(context: Annotated[AppContext, Depends(get_context)]) -> Settings:
     return context.settings
 
 
@@ -39,29 +45,79 @@ def _session(context: Annotated[AppContext, Depends(get_context)]) -> Iterator[S
 DbSession = Annotated[Session, Depends(_session, scope="function")]
 
 
+async def _read_session(
+    context: Annotated[AppContext, Depends(get_context)],
+) -> AsyncIterator[Session]:
+    """The request's autocommit session for lookups (the key, then what a GET reads): one
+    connection checkout and nothing but the SELECTs themselves on the wire. Creating it does no
+    I/O (the connection is checked out by the first query, in the route's thread), and closing an
+    autocommit session only hands the connection back to the pool."""
+    session = context.read_session_factory()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+ReadSession = Annotated[Session, Depends(_read_session, scope="function")]
+
+
 def _principal(
     context: Annotated[AppContext, Depends(get_context)],
+    session: ReadSession,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
-    """The caller's principal. Looked up in a short transaction of its own: authentication may
-    record `last_used_at`, and that write must not hold a lock for the whole request (on SQLite
-    it would block the request's other transactions, such as the idempotent create)."""
+    """The caller's principal, looked up in the request's read session. The rare write of
+    `last_used_at` (once a minute per key) goes through a short transaction of its own: it must
+    not hold a lock for the whole request (on SQLite it would block the request's other
+    transactions, such as the idempotent create)."""
     unauthorized = {"WWW-Authenticate": 'Bearer realm="eraser"'}
     if credentials is None:
         raise ApiProblem(401, "unauthorized", "missing bearer API key", headers=unauthorized)
-    with session_scope(context.session_factory) as session:
-        principal = authenticate(session, credentials.credentials)
-    if principal is None:
+    match = match_key(session, credentials.credentials)
+    if match is None:
         raise ApiProblem(401, "unauthorized", "unknown or revoked API key", headers=unauthorized)
-    return principal
+    if match.touch_due:
+        with session_scope(context.session_factory) as writer:
+            touch(writer, match.key_id)
+    return match.principal
 
 
 Principal = Annotated[str, Depends(_principal)]
 Context = Annotated[AppContext, Depends(get_context)]
 
 
-def require_json(request: Request) -> None:
-    """415 for a body that is not JSON, instead of a confusing validation error."""
+async def require_json(request: Request) -> None:
+    """415 for a body that is not JSON, instead of a confusing validation error; 400 for an
+    object with a repeated key. RFC 8259 leaves duplicates to the parser (Python keeps the last,
+    others the first), so a proxy or an audit log may read a different job than the one we run:
+    such a body is refused rather than guessed at."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):
         raise ApiProblem(415, "unsupported-media-type", "send the body as application/json")
+    try:
+        json.loads(await request.body(), object_pairs_hook=_refuse_duplicate_keys)
+    except _DuplicateKeyError as error:
+        raise ApiProblem(
+            400,
+            "duplicate-json-key",
+            f"the body repeats the key {error.key!r} in one object",
+            errors=[FieldError(("body", error.key), "repeated key", "duplicate_key")],
+        ) from error
+    except ValueError:
+        pass  # not JSON at all: the body's own validation answers that (400 malformed-json)
+
+
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKeyError(key)
+        seen[key] = value
+    return seen

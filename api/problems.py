@@ -6,7 +6,7 @@ an HTML or plain-text 500.
 """
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from http import HTTPStatus
 from typing import Any
 
@@ -14,7 +14,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from core.jobs.errors import (
     DomainError,
@@ -129,7 +131,15 @@ _STATUS_SLUGS = {
     415: "unsupported-media-type",
     416: "range-not-satisfiable",
     422: "validation-error",
+    503: "service-unavailable",
 }
+
+# Seconds a client should wait before retrying while the database is unreachable: about what a
+# Postgres restart or failover takes.
+DATABASE_RETRY_AFTER_SECONDS = 5
+# Errors that mean "the database cannot be reached or cannot take the request now" (down,
+# restarting, connection lost, pool exhausted, SQLite busy past its timeout), as opposed to a bug.
+_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -183,13 +193,26 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         slug = _STATUS_SLUGS.get(error.status_code, "http-error")
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
         return problem_response(
             error.status_code,
             slug,
             str(error.detail) if error.detail else None,
             instance=request.url.path,
-            headers=dict(error.headers or {}),
+            headers=headers,
         )
+
+    @app.exception_handler(sa_exc.DBAPIError)
+    async def _database(request: Request, error: sa_exc.DBAPIError) -> JSONResponse:
+        if isinstance(error, _UNAVAILABLE) or error.connection_invalidated:
+            return _unavailable(request, error)
+        return await _unexpected(request, error)
+
+    @app.exception_handler(sa_exc.TimeoutError)
+    async def _pool_timeout(request: Request, error: sa_exc.TimeoutError) -> JSONResponse:
+        return _unavailable(request, error)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
@@ -197,6 +220,40 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(
             500, "internal-error", "an unexpected error occurred", instance=request.url.path
         )
+
+
+def _unavailable(request: Request, error: Exception) -> JSONResponse:
+    logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, error)
+    return problem_response(
+        503,
+        "database-unavailable",
+        "the database is unreachable; retry later",
+        instance=request.url.path,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path. Starlette answers a 405 with the methods of
+    the first route whose path matched, which is wrong where several routes share a path (GET
+    and POST /v1/jobs are two routes)."""
+    methods: set[str] = set()
+    for route in _leaf_routes(request.app.router.routes):
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
+def _leaf_routes(routes: Iterable[Any]) -> Iterator[Any]:
+    """The app's routes with included routers opened up (ours are included without a prefix:
+    each router carries its own, so the leaves' paths are the full paths)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _leaf_routes(inner.routes)
+        else:
+            yield route
 
 
 def _plain(item: Any) -> dict[str, Any]:

@@ -9,13 +9,27 @@ Ctrl-C or SIGTERM stops both: the API at once, the worker with a grace period af
 running job is interrupted. Nothing is lost by that: the job's lease lapses and, on the next
 start, the reaper requeues it and the worker resumes it from its newest checkpoint.
 
+Any single process may die (issue 10): a child that exits is started again (the API keeps serving
+while the worker restarts, and the other way round); the children die with this supervisor (a
+parent-death signal), so a `kill -9` of it leaves no orphan holding the port; the API's socket is
+bound here and handed to uvicorn, so a start fails at once on a port that is not free instead of
+mistaking another process's answer for its own.
+
+The local worker uses Celery's `solo` pool: the job runs in the worker process itself. The prefork
+pool over the filesystem broker shares one lock among its children, and a child killed while idle
+dies holding it, wedging its replacement forever; a single process has no such lock, and the
+supervisor restarts it if it dies. (The compose workers keep prefork, whose Redis transport uses
+per-child pipes.) The cost: Celery's time limits are not enforced on this profile.
+
 The children run with the broker folder as their working directory: kombu's filesystem transport
 keeps its exchange tables in a folder relative to the working directory, which must be the same
 for the API (publisher) and the worker (consumer), and should not litter the user's directory.
 """
 
+import ctypes
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -34,13 +48,20 @@ from core.settings import Profile, Settings
 
 _POLL_SECONDS = 0.2
 _API_START_TIMEOUT_SECONDS = 60
-_SIGNAL_WAIT_SECONDS = 5  # after a cold-shutdown or kill signal: only the OS is left to act
+_SIGNAL_WAIT_SECONDS = 5  # after a kill signal: only the OS is left to act
+# A child that keeps dying is restarted at most this often, so a broken setup does not spin.
+_RESTART_BACKOFF_SECONDS = 2.0
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass
 class _Child:
     name: str
     process: subprocess.Popen[bytes]
+    arguments: Sequence[str] = ()
+    pass_fds: tuple[int, ...] = ()
+    restarts: int = 0
+    started_at: float = field(default_factory=time.monotonic)
 
     def running(self) -> bool:
         return self.process.poll() is None
@@ -72,6 +93,7 @@ class LocalStack:
     echo: Callable[[str], None] = click.echo
     _children: list[_Child] = field(default_factory=list)
     _stopping: threading.Event = field(default_factory=threading.Event)
+    _listener: socket.socket | None = None
 
     @property
     def environment(self) -> dict[str, str]:
@@ -106,19 +128,33 @@ class LocalStack:
                 f"data in {settings.resolved_data_dir}. Ctrl-C to stop."
             )
             while not self._stopping.is_set():
-                dead = [child for child in self._children if not child.running()]
-                if dead:
-                    self.echo(f"eraser: {dead[0].name} exited ({dead[0].process.returncode})")
-                    return 1
+                for child in self._children:
+                    if not child.running() and not self._stopping.is_set():
+                        self._restart(child, settings)
                 self._stopping.wait(_POLL_SECONDS)
             return 0
         finally:
             self.stop()
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
             for number, handler in previous.items():
                 signal.signal(number, handler)
 
+    def _restart(self, child: _Child, settings: Settings) -> None:
+        """A child died (killed, crashed): start it again, the other one keeps running. The job
+        it may have been running is not lost: its lease lapses and the reaper requeues it."""
+        wait = child.started_at + _RESTART_BACKOFF_SECONDS - time.monotonic()
+        if wait > 0:
+            return  # checked again on the next poll
+        self.echo(f"eraser: {child.name} exited ({child.process.returncode}); restarting it")
+        replacement = self._popen(child.arguments, settings, child.pass_fds, child.name)
+        child.process = replacement
+        child.restarts += 1
+        child.started_at = time.monotonic()
+
     def stop(self) -> None:
-        """API first (no new jobs), then the worker: warm shutdown, then cold, then SIGKILL."""
+        """API first (no new jobs), then the worker: warm shutdown, then SIGKILL."""
         for name in ("api", "worker"):
             for child in self._children:
                 if child.name != name or not child.running():
@@ -128,36 +164,73 @@ class LocalStack:
                 child.signal(signal.SIGTERM, group=False)
                 if child.wait(self.shutdown_grace_seconds):
                     continue
-                child.signal(signal.SIGQUIT)  # Celery: cold shutdown, the job is interrupted
-                if not child.wait(_SIGNAL_WAIT_SECONDS):
-                    child.signal(signal.SIGKILL)
-                    child.wait(_SIGNAL_WAIT_SECONDS)
+                # No cold shutdown (SIGQUIT) for the solo worker: Celery's would try to cancel
+                # the running task through the pool, which `solo` cannot, and raise inside the
+                # job (failing it). SIGKILL interrupts it cleanly: it resumes from its checkpoint.
+                child.signal(signal.SIGKILL)
+                child.wait(_SIGNAL_WAIT_SECONDS)
         self._children.clear()
         self.echo("eraser: stopped")
 
     def _start(self, settings: Settings) -> None:
+        self._listener = self._bind()
         worker = [
             "-m", "celery", "-A", "worker.celery_app", "--quiet", "worker",  # quiet: no banner
             f"--loglevel={self.log_level.upper()}", "-n", "local@%h", "-Q", settings.queue_name,
+            "--pool", "solo",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]  # fmt: skip
         api = [
             "-m", "uvicorn", "--factory", "api.app:create_app",
-            "--host", self.host, "--port", str(self.port), "--log-level", self.log_level,
+            "--fd", str(self._listener.fileno()), "--log-level", self.log_level,
         ]  # fmt: skip
         self._spawn("worker", worker, settings)
-        self._spawn("api", api, settings)
+        self._spawn("api", api, settings, pass_fds=(self._listener.fileno(),))
 
-    def _spawn(self, name: str, arguments: Sequence[str], settings: Settings) -> None:
-        process = subprocess.Popen(
+    def _bind(self) -> socket.socket:
+        """The API's listening socket, bound by this process: a port someone else holds fails
+        here, before anything starts, and the health check can only reach our own API."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind((self.host, self.port))
+        except OSError as error:
+            listener.close()
+            raise click.ClickException(
+                f"cannot listen on {self.host}:{self.port}: {error.strerror} "
+                "(another eraser serve, or another program, holds it)"
+            ) from error
+        listener.listen(2048)
+        listener.set_inheritable(True)
+        return listener
+
+    def _spawn(
+        self,
+        name: str,
+        arguments: Sequence[str],
+        settings: Settings,
+        pass_fds: tuple[int, ...] = (),
+    ) -> None:
+        process = self._popen(arguments, settings, pass_fds, name)
+        self._children.append(_Child(name, process, arguments, pass_fds))
+
+    def _popen(
+        self, arguments: Sequence[str], settings: Settings, pass_fds: tuple[int, ...], name: str
+    ) -> subprocess.Popen[bytes]:
+        # The worker gets SIGKILL if this supervisor dies (a job resumes from its checkpoint);
+        # the API SIGTERM (it has nothing to lose).
+        death_signal = signal.SIGKILL if name == "worker" else signal.SIGTERM
+        return subprocess.Popen(
             [sys.executable, *arguments],
             cwd=settings.resolved_data_dir,
             env=self.environment,
             # Own process group: Ctrl-C reaches this supervisor only, which stops the children
             # in order (API before worker) instead of all at once.
             start_new_session=True,
+            pass_fds=pass_fds,
+            preexec_fn=_die_with_parent(os.getpid(), death_signal),
         )
-        self._children.append(_Child(name, process))
 
     def _wait_for_api(self) -> None:
         deadline = time.monotonic() + _API_START_TIMEOUT_SECONDS
@@ -172,6 +245,22 @@ class LocalStack:
             time.sleep(_POLL_SECONDS)
         if not self._stopping.is_set():
             raise click.ClickException(f"the API did not answer on {self.base_url}")
+
+
+def _die_with_parent(parent: int, number: signal.Signals) -> Callable[[], None]:
+    """Runs in the child between fork and exec: ask the kernel to send `number` when the parent
+    dies (Linux), and give up at once if it already died in between."""
+
+    def arm() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(number), 0, 0, 0)
+        except (OSError, AttributeError):
+            return  # not Linux: the supervisor's own stop() is all there is
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arm
 
 
 def local_environment(data_dir: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:

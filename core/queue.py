@@ -3,6 +3,7 @@
 The API never imports `worker` (and so never torch); it needs a Celery client, not the worker app.
 """
 
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -40,6 +41,21 @@ def ensure_broker_folders(settings: Settings) -> None:
     for key, folder in broker_transport_options(settings).items():
         if key.startswith("data_folder") or key == "control_folder":
             Path(folder).mkdir(parents=True, exist_ok=True)
+
+
+def worker_ready_file(settings: Settings) -> Path:
+    """Written by a worker when it is ready and touched by its reaper thread at every sweep; a
+    local-profile API reads its age to tell a live worker from a dead or wedged one."""
+    return settings.worker_ready_file or settings.resolved_data_dir / "worker.ready"
+
+
+def worker_alive(settings: Settings) -> bool:
+    """The worker's ready file was touched within three reaper periods (and 5 s of slack)."""
+    try:
+        age = time.time() - worker_ready_file(settings).stat().st_mtime
+    except OSError:
+        return False
+    return age <= 3 * settings.reaper_interval_seconds + 5.0
 
 
 def celery_client(settings: Settings) -> Celery:

@@ -27,7 +27,12 @@ from celery import Celery
 from celery.exceptions import SecurityWarning
 from celery.signals import worker_ready, worker_shutdown
 
-from core.queue import RUN_JOB_TASK, broker_transport_options, ensure_broker_folders
+from core.queue import (
+    RUN_JOB_TASK,
+    broker_transport_options,
+    ensure_broker_folders,
+    worker_ready_file,
+)
 from core.quiet import quiet_environment
 from core.settings import Settings, get_settings
 from worker.reaper import ReaperThread
@@ -64,7 +69,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 def ready_file(settings: Settings) -> Path:
-    return settings.worker_ready_file or settings.resolved_data_dir / "worker.ready"
+    return worker_ready_file(settings)
 
 
 def create_app(settings: Settings) -> Celery:
@@ -77,7 +82,7 @@ def create_app(settings: Settings) -> Celery:
 
 def _connect_lifecycle_signals(app: Celery, settings: Settings) -> None:
     """Readiness file and reaper, tied to this app's worker (not to every Celery app around)."""
-    reaper = ReaperThread(settings)
+    reaper = ReaperThread(settings, alive_file=ready_file(settings))
 
     def on_ready(sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is not app:

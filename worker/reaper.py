@@ -11,8 +11,10 @@ Its engine uses no connection pool: the worker's main process forks a child per 
 pooled connection must never be shared across a fork. One connection per sweep is cheap.
 """
 
+import contextlib
 import logging
 import threading
+from pathlib import Path
 
 from sqlalchemy.pool import NullPool
 
@@ -59,8 +61,9 @@ class ReaperThread:
     """Runs `reap_once` every `reaper_interval_seconds` until stopped. Errors (database or
     broker down) are logged and the next sweep tries again."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, alive_file: Path | None = None) -> None:
         self._settings = settings
+        self._alive_file = alive_file
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -77,6 +80,10 @@ class ReaperThread:
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
+            if self._alive_file is not None:
+                # The worker's pulse: a local API's /readyz reads this file's age.
+                with contextlib.suppress(OSError):
+                    self._alive_file.touch()
             try:
                 reap_once(self._settings)
             except Exception:

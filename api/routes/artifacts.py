@@ -5,6 +5,7 @@ A name is looked up in the job's artifact rows; the store is then addressed by t
 """
 
 import base64
+import logging
 import mimetypes
 import re
 from collections.abc import Iterator
@@ -13,16 +14,24 @@ from typing import BinaryIO
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
-from api.dependencies import Context, DbSession, Principal
+from api.dependencies import Context, Principal, ReadSession
 from api.problems import ApiProblem, problems
-from core.artifacts import InvalidArtifactName, validate_artifact_name
+from core.artifacts import ArtifactNotFound, InvalidArtifactName, validate_artifact_name
 from core.jobs import service
-from core.jobs.errors import FieldError
+from core.jobs.errors import ArtifactNotFoundError, FieldError
 from core.jobs.schemas import ArtifactManifest, ArtifactView
 
+logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["artifacts"])
 
 CHUNK_BYTES = 1 << 16
+# No file has more than 10^18 bytes: a longer number is not parsed (Python refuses to convert
+# integers of thousands of digits, and the work would grow with the header), it is read as "larger
+# than any file", which is what it means.
+_MAX_POSITION_DIGITS = 18
+# What `validate_artifact_name` accepts, for the OpenAPI document: "/"-separated segments, none
+# empty, "." or "..", without backslash or NUL.
+ARTIFACT_NAME_PATTERN = r"^(?!\.\.?(?:/|$))[^/\\\x00]+(?:/(?!\.\.?(?:/|$))[^/\\\x00]+)*$"
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -32,7 +41,7 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
     responses=problems(401, 404),
     summary="The job's artifacts: name, kind, bytes, sha256",
 )
-def list_artifacts(job_id: str, principal: Principal, session: DbSession) -> ArtifactManifest:
+def list_artifacts(job_id: str, principal: Principal, session: ReadSession) -> ArtifactManifest:
     artifacts = service.job_artifacts(session, principal, job_id)
     return ArtifactManifest(job_id=job_id, artifacts=[ArtifactView.of(a) for a in artifacts])
 
@@ -54,15 +63,20 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     if not first_text and not last_text:
         return None
     if not first_text:  # suffix: the last N bytes
-        length = int(last_text)
+        length = _position(last_text)
         if length == 0 or size == 0:
             raise unsatisfiable
         return max(size - length, 0), size - 1
-    first = int(first_text)
-    last = int(last_text) if last_text else size - 1
+    first = _position(first_text)
+    last = _position(last_text) if last_text else size - 1
     if first >= size or last < first:
         raise unsatisfiable
     return first, min(last, size - 1)
+
+
+def _position(digits: str) -> int:
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _MAX_POSITION_DIGITS else 10**_MAX_POSITION_DIGITS
 
 
 def _read(handle: BinaryIO, first: int, length: int) -> Iterator[bytes]:
@@ -97,7 +111,7 @@ def download_artifact(
     job_id: str,
     name: str,
     principal: Principal,
-    session: DbSession,
+    session: ReadSession,
     context: Context,
     range_: str | None = Header(None, alias="Range"),
 ) -> StreamingResponse:
@@ -111,7 +125,14 @@ def download_artifact(
             errors=[FieldError(("path", "name"), str(error), "invalid_artifact_name")],
         ) from error
     artifact = service.job_artifact(session, principal, job_id, name)
-    size = context.store.size(artifact.location)
+    try:
+        size = context.store.size(artifact.location)
+        handle = context.store.open(artifact.location)
+    except (ArtifactNotFound, OSError) as error:
+        # The row outlived its file (deleted, or replaced by a link the store will not follow):
+        # the artifact is gone, which the client can act on; it is not a server fault.
+        logger.error("job %s: artifact %r is missing from the store: %s", job_id, name, error)
+        raise ArtifactNotFoundError(job_id, name) from error
     digest_b64 = base64.b64encode(bytes.fromhex(artifact.sha256)).decode()
     headers = {
         "Accept-Ranges": "bytes",
@@ -121,11 +142,15 @@ def download_artifact(
         "Content-Disposition": f'attachment; filename="{name.rsplit("/", 1)[-1]}"',
     }
     media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    byte_range = _parse_range(range_, size) if range_ else None
+    try:
+        byte_range = _parse_range(range_, size) if range_ else None
+    except ApiProblem:
+        handle.close()
+        raise
     if byte_range is None:
         headers["Content-Length"] = str(size)
         return StreamingResponse(
-            _read(context.store.open(artifact.location), 0, size),
+            _read(handle, 0, size),
             media_type=media_type,
             headers=headers,
         )
@@ -134,7 +159,7 @@ def download_artifact(
     headers["Content-Length"] = str(length)
     headers["Content-Range"] = f"bytes {first}-{last}/{size}"
     return StreamingResponse(
-        _read(context.store.open(artifact.location), first, length),
+        _read(handle, first, length),
         status_code=206,
         media_type=media_type,
         headers=headers,

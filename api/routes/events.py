@@ -8,6 +8,7 @@ event (succeeded, failed or cancelled).
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.responses import Response
 
-from api.dependencies import Context, DbSession, Principal
+from api.dependencies import Context, Principal, ReadSession
 from api.problems import ApiProblem, problems
 from core.jobs import service
 from core.jobs.errors import FieldError
@@ -36,21 +37,24 @@ def _wants_stream(request: Request) -> bool:
     return SSE_MEDIA_TYPE in request.headers.get("accept", "")
 
 
+LAST_EVENT_ID_PATTERN = "^[0-9]{1,19}$"
+_LAST_EVENT_ID = re.compile(LAST_EVENT_ID_PATTERN)
+
+
 def _resume_point(after: int, last_event_id: str | None) -> int:
-    if last_event_id is None or not last_event_id.strip():
+    """Where to resume: the header (what the stream sent last) wins over `after`. Any decimal id
+    is a position; one past the largest id we can send simply has nothing after it."""
+    if last_event_id is None:
         return after
-    try:
-        resume_after = int(last_event_id.strip())
-        if not 0 <= resume_after <= MAX_EVENT_ID:
-            raise ValueError(last_event_id)
-        return resume_after
-    except ValueError as error:
+    value = last_event_id.strip()
+    if not _LAST_EVENT_ID.match(value):
         raise ApiProblem(
             422,
             "validation-error",
-            "Last-Event-ID must be an event id this API sent",
+            "Last-Event-ID must be an event id this API sent (decimal digits)",
             errors=[FieldError(("header", "last-event-id"), "not an event id", "int_parsing")],
-        ) from error
+        )
+    return min(int(value), MAX_EVENT_ID)
 
 
 @router.get(
@@ -73,12 +77,18 @@ def job_events(
     request: Request,
     job_id: str,
     principal: Principal,
-    session: DbSession,
+    session: ReadSession,
     context: Context,
     after: Annotated[
         int, Query(ge=0, le=MAX_EVENT_ID, description="Only events with a larger id.")
     ] = 0,
-    last_event_id: Annotated[str | None, Header()] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            pattern=LAST_EVENT_ID_PATTERN,
+            description="The `id` of the last event received: the stream resumes after it.",
+        ),
+    ] = None,
 ) -> Response | EventList:
     start = _resume_point(after, last_event_id)
     settings = context.settings

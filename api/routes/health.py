@@ -10,7 +10,8 @@ from api.context import AppContext
 from api.dependencies import Context
 from api.problems import problem_response, problems
 from core.db import migrate
-from core.queue import broker_reachable
+from core.queue import broker_reachable, worker_alive
+from core.settings import Profile
 
 router = APIRouter(tags=["health"])
 
@@ -43,6 +44,10 @@ def readyz(context: Context) -> Response:
         "broker": broker_reachable(context.settings),
         "artifact_store": context.store.writable(),
     }
+    if context.settings.profile == Profile.LOCAL:
+        # One machine: the worker shares our data dir, and a worker that is dead or wedged
+        # (its reaper no longer beats) means no job will run, however healthy the rest is.
+        checks["worker"] = worker_alive(context.settings)
     if all(checks.values()):
         return JSONResponse({"status": "ready", "checks": checks})
     failing = sorted(name for name, ok in checks.items() if not ok)

@@ -1,18 +1,19 @@
 """/v1/jobs: create (idempotent), get (ETag), list (filters, cursor), cancel."""
 
 import hashlib
-import json
+import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from api.dependencies import Context, DbSession, Principal, require_json
+from api.dependencies import Context, DbSession, Principal, ReadSession, require_json
 from api.problems import ApiProblem, problems
 from core.hyperparameters import Method
 from core.jobs import service
 from core.jobs.errors import FieldError
+from core.jobs.pagination import in_utc_range
 from core.jobs.schemas import JobCreate, JobPage, JobView
 from core.jobs.status import JobStatus
 from core.queue import enqueue_job
@@ -20,11 +21,6 @@ from core.queue import enqueue_job
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 IDEMPOTENCY_KEY_MAX_CHARS = 255
-
-
-def _etag(body: dict[str, Any]) -> str:
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    return '"' + hashlib.sha256(canonical.encode()).hexdigest()[:32] + '"'
 
 
 def _matches(if_none_match: str, etag: str) -> bool:
@@ -90,14 +86,20 @@ def create_job(
 def get_job(
     job_id: str,
     principal: Principal,
-    session: DbSession,
+    session: ReadSession,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    body = JobView.of(service.get_job(session, principal, job_id)).model_dump(mode="json")
-    etag = _etag(body)
+    # Serialised once, by pydantic's (Rust) serializer; the ETag hashes those very bytes (the
+    # field order is the model's, so equal jobs give equal bytes).
+    content = JobView.of(service.get_job(session, principal, job_id)).model_dump_json().encode()
+    etag = '"' + hashlib.sha256(content).hexdigest()[:32] + '"'
     if if_none_match is not None and _matches(if_none_match, etag):
         return Response(status_code=304, headers={"ETag": etag})
-    return JSONResponse(body, headers={"ETag": etag, "Cache-Control": "no-cache"})
+    return Response(
+        content,
+        media_type="application/json",
+        headers={"ETag": etag, "Cache-Control": "no-cache"},
+    )
 
 
 @router.get(
@@ -108,15 +110,19 @@ def get_job(
 )
 def list_jobs(
     principal: Principal,
-    session: DbSession,
+    session: ReadSession,
     context: Context,
     status: Annotated[list[JobStatus] | None, Query(description="Any of these states.")] = None,
     method: Method | None = None,
-    created_after: Annotated[datetime | None, Query(description="Inclusive, ISO 8601.")] = None,
-    created_before: Annotated[datetime | None, Query(description="Exclusive, ISO 8601.")] = None,
+    created_after: Annotated[
+        str | None, Query(description="Inclusive, RFC 3339 date-time with offset.")
+    ] = None,
+    created_before: Annotated[
+        str | None, Query(description="Exclusive, RFC 3339 date-time with offset.")
+    ] = None,
     limit: Annotated[int | None, Query(ge=1, description="Page size.")] = None,
     after: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
-) -> JobPage:
+) -> Response:
     settings = context.settings
     if limit is not None and limit > settings.page_size_max:
         raise ApiProblem(
@@ -125,31 +131,68 @@ def list_jobs(
             f"limit is at most {settings.page_size_max}",
             errors=[FieldError(("query", "limit"), f"at most {settings.page_size_max}", "limit")],
         )
-    for name, value in (("created_after", created_after), ("created_before", created_before)):
-        if value is not None and value.tzinfo is None:
-            raise ApiProblem(
-                422,
-                "validation-error",
-                f"{name} needs a timezone offset (e.g. Z)",
-                errors=[FieldError(("query", name), "needs a timezone offset", "timezone")],
-            )
+    after_time = _date_time("created_after", created_after)
+    before_time = _date_time("created_before", created_before)
     page = service.list_jobs(
         session,
         principal,
         service.JobFilter(
             statuses=status or (),
             method=method,
-            created_after=created_after,
-            created_before=created_before,
+            created_after=after_time,
+            created_before=before_time,
         ),
         limit=limit or settings.page_size_default,
         after=after,
     )
-    return JobPage(
+    body = JobPage(
         items=[JobView.of(job) for job in page.items],
         has_more=page.has_more,
         next_cursor=page.next_cursor,
     )
+    # Returned as bytes: FastAPI would otherwise validate the page a second time against
+    # response_model (which still documents it).
+    return Response(body.model_dump_json().encode(), media_type="application/json")
+
+
+# RFC 3339 §5.6 date-time, what the document's `format: date-time` promises, and nothing else
+# (pydantic would also take a bare number as a Unix time).
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def _date_time(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    match = _RFC3339.match(value)
+    problem = None
+    moment = None
+    if match is None:
+        problem = "an RFC 3339 date-time with an offset, e.g. 2026-01-01T00:00:00Z"
+    else:
+        year, month, day, hour, minute, second, fraction, offset = match.groups()
+        micros = int(((fraction or ".0")[1:] + "000000")[:6])
+        # A leap second (:60) is the last instant of its minute for every purpose here.
+        leap = second == "60"
+        zone = "+00:00" if offset in ("Z", "z") else offset
+        try:
+            moment = datetime.fromisoformat(
+                f"{year}-{month}-{day}T{hour}:{minute}:{'59' if leap else second}"
+                f".{'999999' if leap else f'{micros:06d}'}{zone}"
+            )
+        except ValueError:
+            problem = "not a calendar date and time"
+        if moment is not None and not in_utc_range(moment):
+            problem = "outside the years 1-9999 once converted to UTC"
+    if problem is not None:
+        raise ApiProblem(
+            422,
+            "validation-error",
+            f"{name}: {problem}",
+            errors=[FieldError(("query", name), problem, "datetime")],
+        )
+    return moment
 
 
 @router.post(

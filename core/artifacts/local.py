@@ -93,7 +93,9 @@ class LocalArtifactStore:
 
     def _existing(self, location: str) -> Path:
         path = self._inside(location)
-        if not path.is_file():
+        # The store only ever writes regular files: a link anywhere on the way (even one that
+        # stays inside the root, e.g. to another job's artifact) is not something it published.
+        if path != self.root / location or not path.is_file():
             raise ArtifactNotFound(location)
         return path
 

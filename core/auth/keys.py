@@ -64,33 +64,68 @@ def create_key(session: Session, principal: str, *, admin: bool = False) -> Issu
     return IssuedKey(key=key, prefix=prefix, principal=principal, admin=admin)
 
 
+@dataclass(frozen=True)
+class KeyMatch:
+    key_id: str
+    principal: str
+    admin: bool
+    # last_used_at is older than LAST_USED_RESOLUTION: the caller should `touch` the key.
+    touch_due: bool
+
+    @property
+    def identity(self) -> KeyIdentity:
+        return KeyIdentity(key_id=self.key_id, principal=self.principal, admin=self.admin)
+
+
+def match_key(session: Session, key: str) -> KeyMatch | None:
+    """The live key, read only (one indexed SELECT): the per-request path. Whether last_used_at
+    needs a write is reported, not done, so that the caller can make that rare write in a short
+    transaction of its own instead of turning every read into a write."""
+    if not key.startswith(KEY_SCHEME):
+        return None
+    digest = hash_key(key)
+    row = session.execute(
+        select(
+            ApiKey.id, ApiKey.principal, ApiKey.admin, ApiKey.key_hash, ApiKey.last_used_at
+        ).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+    ).one_or_none()
+    # The indexed lookup already matched the hash; the constant-time compare keeps timing from
+    # telling anything should the lookup ever change to a prefix match.
+    if row is None or not hmac.compare_digest(row.key_hash, digest):
+        return None
+    due = row.last_used_at is None or utcnow() - row.last_used_at > LAST_USED_RESOLUTION
+    return KeyMatch(key_id=row.id, principal=row.principal, admin=row.admin, touch_due=due)
+
+
+def touch(session: Session, key_id: str) -> None:
+    """Record that the key was used now (at most once per LAST_USED_RESOLUTION per key, even
+    with many API processes racing: the condition is in the UPDATE)."""
+    now = utcnow()
+    session.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.id == key_id,
+            (ApiKey.last_used_at.is_(None)) | (ApiKey.last_used_at < now - LAST_USED_RESOLUTION),
+        )
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def identify(session: Session, key: str) -> KeyIdentity | None:
+    """Who a live key acts for, or None (unknown, malformed or revoked); records its use."""
+    match = match_key(session, key)
+    if match is None:
+        return None
+    if match.touch_due:
+        touch(session, match.key_id)
+    return match.identity
+
+
 def authenticate(session: Session, key: str) -> str | None:
     """The principal of a live key, or None (unknown, malformed or revoked)."""
     identity = identify(session, key)
     return identity.principal if identity is not None else None
-
-
-def identify(session: Session, key: str) -> KeyIdentity | None:
-    """Who a live key acts for, or None (unknown, malformed or revoked)."""
-    if not key.startswith(KEY_SCHEME):
-        return None
-    digest = hash_key(key)
-    record = session.scalars(
-        select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
-    ).one_or_none()
-    # The indexed lookup already matched the hash; the constant-time compare keeps timing from
-    # telling anything should the lookup ever change to a prefix match.
-    if record is None or not hmac.compare_digest(record.key_hash, digest):
-        return None
-    now = utcnow()
-    if record.last_used_at is None or now - record.last_used_at > LAST_USED_RESOLUTION:
-        session.execute(
-            update(ApiKey)
-            .where(ApiKey.id == record.id)
-            .values(last_used_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    return KeyIdentity(key_id=record.id, principal=record.principal, admin=record.admin)
 
 
 def list_keys(session: Session, principal: str | None = None) -> list[ApiKey]:

@@ -2,8 +2,10 @@
 
 SQLite (local profile) gets WAL (API and worker processes read while another writes), foreign keys
 (off by default in SQLite) and a busy timeout (wait for the writer rather than fail at once).
-Postgres gets `pool_pre_ping` so that a connection broken by a database restart is replaced
-instead of surfacing as an error on the next request.
+Workers' Postgres engines get `pool_pre_ping` so that a connection broken by a database restart is
+replaced instead of failing hours of training. The API's do not: a ping is one more round trip on
+every request of the hottest path (polling reads); a connection found dead fails that one request
+with a 503 + Retry-After, and SQLAlchemy then discards the whole pool.
 """
 
 from collections.abc import Iterator
@@ -29,7 +31,7 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, pre_ping: bool = True, **kwargs: Any) -> Engine:
     """An engine for `url` with the backend-specific settings above."""
     if url.startswith("sqlite"):
         engine = create_engine(
@@ -41,13 +43,21 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     if url.startswith("postgresql"):
         kwargs.setdefault("connect_args", {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S})
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    return create_engine(url, pool_pre_ping=pre_ping, **kwargs)
 
 
-def engine_from_settings(settings: Settings) -> Engine:
+def engine_from_settings(settings: Settings, *, pre_ping: bool = True) -> Engine:
     if settings.sqlalchemy_url.startswith("sqlite"):
         settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
-    return make_engine(settings.sqlalchemy_url)
+    return make_engine(settings.sqlalchemy_url, pre_ping=pre_ping)
+
+
+def make_read_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for requests that only read: autocommit, so a read is its SELECTs alone, without
+    the BEGIN and COMMIT round trips of a transaction (each statement sees committed data)."""
+    return sessionmaker(
+        bind=engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+    )
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -6,6 +6,8 @@ limits, which depend on Settings, are checked by `core.jobs.validation`.
 
 import unicodedata
 from datetime import datetime, timedelta
+from functools import cache
+from math import isfinite
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -47,52 +49,127 @@ class JobCreate(BaseModel):
     sample_prompts: list[str] = Field(default_factory=list, description="Prompts of the grid.")
     metadata: dict[str, str] = Field(default_factory=dict, description="Free string labels.")
 
+    @field_validator("model")
+    @classmethod
+    def _model_is_text(cls, model: str) -> str:
+        _refuse_unsafe_text(model, "model")
+        return model
+
     @field_validator("concepts")
     @classmethod
     def _concepts_are_distinct_words(cls, concepts: list[str]) -> list[str]:
-        cleaned = [concept.strip() for concept in concepts]
-        if any(not concept for concept in cleaned):
+        # Kept as sent (lengths are checked as the document states them, on what was sent);
+        # surrounding whitespace is dropped when the job is stored (`clean_concepts`).
+        for concept in concepts:
+            _refuse_unsafe_text(concept, "concepts", visible=True)
+        if any(not concept.strip() for concept in concepts):
             raise ValueError("concepts must not be empty or blank")
-        if any(_has_control_characters(concept) for concept in cleaned):
-            raise ValueError("concepts must not contain control characters")
-        folded = [concept.casefold() for concept in cleaned]
+        folded = [concept.strip().casefold() for concept in concepts]
         if len(set(folded)) != len(folded):
             raise ValueError("concepts must be distinct (case-insensitive)")
-        return cleaned
+        return concepts
 
     @field_validator("sample_prompts")
     @classmethod
     def _prompts_not_blank(cls, prompts: list[str]) -> list[str]:
-        cleaned = [prompt.strip() for prompt in prompts]
-        if any(not prompt for prompt in cleaned):
+        for prompt in prompts:
+            _refuse_unsafe_text(prompt, "sample prompts", visible=True)
+        if any(not prompt.strip() for prompt in prompts):
             raise ValueError("sample prompts must not be empty or blank")
-        if any(_has_control_characters(prompt) for prompt in cleaned):
-            raise ValueError("sample prompts must not contain control characters")
-        return cleaned
+        return prompts
 
     @field_validator("metadata")
     @classmethod
     def _metadata_is_printable(cls, metadata: dict[str, str]) -> dict[str, str]:
-        if any(_has_control_characters(key + value) for key, value in metadata.items()):
-            raise ValueError("metadata keys and values must not contain control characters")
+        for key, value in metadata.items():
+            _refuse_unsafe_text(key + value, "metadata keys and values")
         return metadata
+
+    def clean_concepts(self) -> list[str]:
+        return [concept.strip() for concept in self.concepts]
+
+    def clean_sample_prompts(self) -> list[str]:
+        return [prompt.strip() for prompt in self.sample_prompts]
 
     def hyperparameters_set(self) -> dict[str, Any]:
         """Only what the caller set: the engine fills the rest with its defaults at run time."""
         return self.hyperparameters.model_dump(mode="json", exclude_unset=True)
 
 
-def _has_control_characters(text: str) -> bool:
-    """Text meant for a tokenizer, a grid caption or a label has no business carrying NUL,
-    escape sequences or newlines (which would also break log lines)."""
-    return any(unicodedata.category(character) == "Cc" for character in text)
+# Characters a text field never carries. Control characters (Cc: NUL, escapes, newlines) break
+# log lines and captions; lone surrogates (Cs) are not Unicode text at all: no UTF-8 encoder (the
+# JSON response, Postgres) can write them, so they would turn every later read into an error.
+_REFUSED_EVERYWHERE = frozenset({"Cc", "Cs"})
+# What a tokenizer would receive invisibly: format characters (Cf: zero-width spaces and joiners,
+# bidi overrides and isolates, the BOM, soft hyphens, tag characters). "Erasing" an invisible
+# word, or a concept that displays differently from what is trained, is never what a caller means.
+_REFUSED_IN_PROMPTS = _REFUSED_EVERYWHERE | {"Cf"}
+# Letters that render as nothing (Hangul fillers, the braille blank).
+_INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def _refuse_unsafe_text(text: str, what: str, *, visible: bool = False) -> None:
+    refused = _REFUSED_IN_PROMPTS if visible else _REFUSED_EVERYWHERE
+    for character in text:
+        category = unicodedata.category(character)
+        if category in refused or (visible and character in _INVISIBLE_LETTERS):
+            raise ValueError(
+                f"{what} must not contain {_CATEGORY_NAMES.get(category, 'invisible')} "
+                f"characters (found U+{ord(character):04X})"
+            )
+
+
+_CATEGORY_NAMES = {
+    "Cc": "control",
+    "Cs": "lone surrogate",
+    "Cf": "invisible or bidi-control",
+}
+
+
+@cache
+def safe_text_pattern(*, visible: bool) -> str:
+    """The same rule as a JSON Schema `pattern`, so the OpenAPI document says what is refused
+    (a character class of every refused code point range, plus, for visible text, at least one
+    non-space character)."""
+    ranges: list[tuple[int, int]] = []
+    # Surrogates are left out: a JSON Schema validator works on Unicode strings, which cannot hold
+    # them (RFC 7493 forbids them in JSON text), so no pattern can mention them; the server
+    # refuses them for the same reason.
+    refused = (_REFUSED_IN_PROMPTS if visible else _REFUSED_EVERYWHERE) - {"Cs"}
+    start: int | None = None
+    for code in range(0x110000):
+        character = chr(code)
+        if 0xD800 <= code <= 0xDFFF:
+            bad = start is not None  # continue a run across the gap rather than split it
+        else:
+            bad = unicodedata.category(character) in refused or (
+                visible and character in _INVISIBLE_LETTERS
+            )
+        if bad and start is None:
+            start = code
+        elif not bad and start is not None:
+            ranges.append((start, code - 1))
+            start = None
+    if start is not None:
+        ranges.append((start, 0x10FFFF))
+    klass = "".join(_escape(a) if a == b else f"{_escape(a)}-{_escape(b)}" for a, b in ranges)
+    body = f"[^{klass}]"
+    if visible:
+        return f"^{body}*[^\\s{klass}]{body}*$"
+    return f"^{body}*$"
+
+
+def _escape(code: int) -> str:
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 class ProgressView(BaseModel):
     step: int
     total: int
     fraction: float
-    losses: dict[str, float] | None = None
+    losses: dict[str, float | None] | None = Field(
+        None, description="The latest losses; null for a value that was not finite."
+    )
     eta_seconds: float | None = Field(
         None,
         description="Remaining time at the rate of the current attempt (its own steps over its "
@@ -132,20 +209,20 @@ class JobView(BaseModel):
             id=job.id,
             status=JobStatus(job.status),
             model=job.model,
-            concepts=list(job.concepts),
+            concepts=_readable(list(job.concepts)),
             method=Method(job.method),
             train_method=TrainMethod(job.train_method),
-            hyperparameters=dict(job.hyperparameters),
+            hyperparameters=_readable(dict(job.hyperparameters)),
             seed=job.seed,
-            sample_prompts=list(job.sample_prompts),
-            metadata=dict(job.metadata_),
+            sample_prompts=_readable(list(job.sample_prompts)),
+            metadata=_readable(dict(job.metadata_)),
             attempt=job.attempt,
             cancel_requested=job.cancel_requested,
             progress=_progress(job),
             error=ErrorView(code=job.error_code, message=job.error_message)
             if job.error_code
             else None,
-            result=job.result,
+            result=_readable(job.result) if isinstance(job.result, dict) else None,
             created_at=job.created_at,
             updated_at=job.updated_at,
             started_at=job.started_at,
@@ -161,9 +238,36 @@ def _progress(job: Job) -> ProgressView | None:
         step=step,
         total=total,
         fraction=min(step / total, 1.0),
-        losses=job.progress_losses,
+        losses=_losses(job.progress_losses),
         eta_seconds=_eta_seconds(job, step, total) if job.status == JobStatus.RUNNING else None,
     )
+
+
+def _losses(stored: Any) -> dict[str, float | None] | None:
+    """Whatever a progress row holds (a NaN read back from SQLite, null, a list, a string from an
+    older worker) reads as a dict of finite floats or nulls: a job must never become unreadable
+    because of what its training reported."""
+    if not isinstance(stored, dict):
+        return None
+    losses: dict[str, float | None] = {}
+    for name, value in stored.items():
+        number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+        losses[str(name)] = float(number) if number is not None and isfinite(number) else None
+    return losses
+
+
+def _readable(value: Any) -> Any:
+    """A stored JSON value made writable as strict JSON: non-finite floats become null, lone
+    surrogates (which a SQLite row written before they were refused may hold) become '?'."""
+    if isinstance(value, float):
+        return value if isfinite(value) else None
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_readable(str(key)): _readable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_readable(item) for item in value]
+    return value
 
 
 def _eta_seconds(job: Job, step: int, total: int) -> float | None:

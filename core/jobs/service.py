@@ -5,6 +5,7 @@ that does not exist, so that ids cannot be probed. Writers of state go through
 `core.jobs.states.transition`; the worker-side use cases live in `core.jobs.lifecycle`.
 """
 
+import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -121,12 +122,12 @@ def _insert_job(
         principal=principal,
         status=JobStatus.QUEUED.value,
         model=request.model,
-        concepts=request.concepts,
+        concepts=request.clean_concepts(),
         method=request.method.value,
         train_method=request.train_method.value,
         hyperparameters=request.hyperparameters_set(),
         seed=request.seed,
-        sample_prompts=request.sample_prompts,
+        sample_prompts=request.clean_sample_prompts(),
         metadata_=request.metadata,
         attempt=0,
         max_attempts=settings.max_attempts,
@@ -141,7 +142,11 @@ def _insert_job(
     session.flush()
     add_event(session, job_id, EventKind.CREATED, {"model": job.model, "concepts": job.concepts})
     add_event(session, job_id, EventKind.ENQUEUED, {"queue": settings.queue_name})
-    return JobView.of(job).model_dump(mode="json")
+    body = JobView.of(job).model_dump(mode="json")
+    # Render the answer before the commit, as strictly as the response will: a body that cannot
+    # be written as UTF-8 JSON must roll the job back, never leave a committed job and a 500.
+    json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    return body
 
 
 def _is_job_id(value: str) -> bool:

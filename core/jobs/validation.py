@@ -4,6 +4,7 @@ The schema (`JobCreate`) cannot know these: they come from Settings and the regi
 violation is reported at once, each located at its field like a schema error.
 """
 
+from core.jobs.concept_text import model_text
 from core.jobs.errors import FieldError
 from core.jobs.schemas import JobCreate
 from core.registry import UnknownModelError, resolve_model
@@ -16,8 +17,9 @@ def job_request_errors(settings: Settings, request: JobCreate) -> list[FieldErro
     def error(loc: tuple[str | int, ...], msg: str, kind: str = "limit_exceeded") -> None:
         errors.append(FieldError(loc=("body", *loc), msg=msg, type=kind))
 
+    text = None
     try:
-        resolve_model(settings, request.model)
+        text = model_text(resolve_model(settings, request.model))
     except UnknownModelError:
         error(("model",), f"unknown model {request.model!r}; see GET /v1/models", "unknown_model")
 
@@ -26,6 +28,8 @@ def job_request_errors(settings: Settings, request: JobCreate) -> list[FieldErro
     for index, concept in enumerate(request.concepts):
         if len(concept) > settings.max_concept_chars:
             error(("concepts", index), f"at most {settings.max_concept_chars} characters")
+        elif text is not None and (problem := text.check(concept)) is not None:
+            error(("concepts", index), problem.message, problem.kind)
 
     if request.hyperparameters.iterations > settings.max_iterations:
         error(

@@ -19,7 +19,7 @@ CONTENT = bytes(range(256)) * 40  # 10 240 bytes, every offset distinguishable
 def job_with_artifacts(
     alice: httpx.Client, settings: Settings, db_session: Session, tmp_path: Path
 ) -> str:
-    job_id = alice.post("/v1/jobs", json={"model": "demo", "concepts": ["cat"]}).json()["id"]
+    job_id = alice.post("/v1/jobs", json={"model": "demo", "concepts": ["ring"]}).json()["id"]
     store = get_store(settings)
     for name, content in (
         ("unet/diffusion_pytorch_model.safetensors", CONTENT),

@@ -11,7 +11,7 @@ from core.auth.keys import revoke_key
 from core.jobs.models import Artifact
 from core.settings import Settings
 
-BODY = {"model": "demo", "concepts": ["cat"]}
+BODY = {"model": "demo", "concepts": ["ring"]}
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from core.jobs.models import IdempotencyRecord, Job
 from core.settings import Settings
 
-VALID = {"model": "demo", "concepts": ["cat"]}
+VALID = {"model": "demo", "concepts": ["ring"]}
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def _locs(problem: dict[str, Any]) -> list[list[str | int]]:
     [
         ({**VALID, "concepts": []}, ["body", "concepts"]),
         ({**VALID, "concepts": ["  "]}, ["body", "concepts"]),
-        ({**VALID, "concepts": ["cat", "Cat"]}, ["body", "concepts"]),
+        ({**VALID, "concepts": ["ring", "Ring"]}, ["body", "concepts"]),
         ({**VALID, "concepts": ["c\u0000t"]}, ["body", "concepts"]),
         ({**VALID, "sample_prompts": ["a\nb"]}, ["body", "sample_prompts"]),
         ({**VALID, "metadata": {"k": "\u001b[31m"}}, ["body", "metadata"]),
@@ -65,7 +65,7 @@ def _locs(problem: dict[str, Any]) -> list[list[str | int]]:
         ({**VALID, "metadata": {"k": 1}}, ["body", "metadata", "k"]),
         ({**VALID, "seed": -1}, ["body", "seed"]),
         ({**VALID, "unexpected": True}, ["body", "unexpected"]),
-        ({"concepts": ["cat"]}, ["body", "model"]),
+        ({"concepts": ["ring"]}, ["body", "model"]),
     ],
 )
 def test_invalid_job_bodies_are_422_naming_the_field(
@@ -99,7 +99,7 @@ def test_an_oversized_body_is_a_413(
     _problem(alice.post("/v1/jobs", json=huge), 413)
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams
-        yield b'{"model": "demo", "concepts": ["cat"], "metadata": {"blob": "'
+        yield b'{"model": "demo", "concepts": ["ring"], "metadata": {"blob": "'
         for _ in range(settings.max_request_bytes // 1024 + 1):
             yield b"x" * 1024
         yield b'"}}'

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.jobs.events import add_event
 from core.jobs.states import JobStatus, transition
 
-BODY = {"model": "demo", "concepts": ["cat"]}
+BODY = {"model": "demo", "concepts": ["ring"]}
 SSE = {"Accept": "text/event-stream"}
 
 

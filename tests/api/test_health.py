@@ -95,7 +95,7 @@ def test_readyz_is_503_while_migrations_lag_the_code(
 def test_metrics_count_requests_by_route_template_and_jobs_by_status(
     alice: httpx.Client,
 ) -> None:
-    job_id = alice.post("/v1/jobs", json={"model": "demo", "concepts": ["cat"]}).json()["id"]
+    job_id = alice.post("/v1/jobs", json={"model": "demo", "concepts": ["ring"]}).json()["id"]
     alice.get(f"/v1/jobs/{job_id}")
 
     metrics = alice.get("/metrics")

@@ -12,7 +12,7 @@ from core.db.types import utcnow
 from core.jobs.models import IdempotencyRecord, Job
 from core.settings import Settings
 
-BODY = {"model": "demo", "concepts": ["cat"], "seed": 3}
+BODY = {"model": "demo", "concepts": ["ring"], "seed": 3}
 
 
 def _jobs(session: Session) -> int:
@@ -38,7 +38,7 @@ def test_the_same_key_with_another_body_is_a_422(alice: httpx.Client, db_session
     headers = {"Idempotency-Key": "order-2"}
     assert alice.post("/v1/jobs", json=BODY, headers=headers).status_code == 202
 
-    other = alice.post("/v1/jobs", json={**BODY, "concepts": ["dog"]}, headers=headers)
+    other = alice.post("/v1/jobs", json={**BODY, "concepts": ["star"]}, headers=headers)
 
     assert other.status_code == 422
     assert other.headers["content-type"] == "application/problem+json"
@@ -49,7 +49,7 @@ def test_the_same_key_with_another_body_is_a_422(alice: httpx.Client, db_session
 def test_keys_are_per_principal(alice: httpx.Client, bob: httpx.Client) -> None:
     headers = {"Idempotency-Key": "shared-name"}
     mine = alice.post("/v1/jobs", json=BODY, headers=headers)
-    theirs = bob.post("/v1/jobs", json={**BODY, "concepts": ["dog"]}, headers=headers)
+    theirs = bob.post("/v1/jobs", json={**BODY, "concepts": ["star"]}, headers=headers)
 
     assert mine.status_code == theirs.status_code == 202
     assert mine.json()["id"] != theirs.json()["id"]

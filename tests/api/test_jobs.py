@@ -6,7 +6,7 @@ from sqlalchemy.orm import Session
 from core.jobs.models import Job, JobEvent
 from core.jobs.states import JobStatus, transition
 
-BODY = {"model": "demo", "concepts": ["cat"]}
+BODY = {"model": "demo", "concepts": ["ring"]}
 
 
 def _create(client: httpx.Client, **overrides: object) -> dict:
@@ -22,7 +22,7 @@ def test_create_returns_202_location_and_the_queued_job(
         "/v1/jobs",
         json={
             "model": "demo",
-            "concepts": [" Van Gogh "],
+            "concepts": [" Red Ring "],
             "method": "esd",
             "hyperparameters": {"iterations": 50, "lr": 2e-5},
             "seed": 7,
@@ -35,7 +35,7 @@ def test_create_returns_202_location_and_the_queued_job(
     job = response.json()
     assert response.headers["location"] == f"/v1/jobs/{job['id']}"
     assert job["status"] == "queued"
-    assert job["concepts"] == ["Van Gogh"]
+    assert job["concepts"] == ["Red Ring"]
     assert job["method"] == "esd"
     # only what the caller set is stored: the engine fills the other defaults
     assert job["hyperparameters"] == {"iterations": 50, "lr": 2e-5}

@@ -36,7 +36,7 @@ def sqlite_api(
 
 
 def test_create_list_cancel_and_events_on_sqlite(sqlite_api: httpx.Client) -> None:
-    body = {"model": "demo", "concepts": ["cat"]}
+    body = {"model": "demo", "concepts": ["ring"]}
     ids = [
         sqlite_api.post("/v1/jobs", json={**body, "seed": seed}).json()["id"] for seed in range(3)
     ]

@@ -21,7 +21,7 @@ TOTAL = 100
 
 
 def _create(client: httpx.Client) -> str:
-    response = client.post("/v1/jobs", json={"model": "demo", "concepts": ["cat"]})
+    response = client.post("/v1/jobs", json={"model": "demo", "concepts": ["ring"]})
     assert response.status_code == 202, response.text
     return str(response.json()["id"])
 
