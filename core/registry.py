@@ -160,8 +160,7 @@ def list_models(settings: Settings) -> list[RegisteredModel]:
     models.setdefault(DEMO_MODEL, _demo(settings))
     evaluators = {DEMO_MODEL: DEMO_EVALUATOR, **_registry_evaluators(settings)}
     return [
-        dataclasses.replace(models[name], evaluator=evaluators.get(name))
-        for name in sorted(models)
+        dataclasses.replace(models[name], evaluator=evaluators.get(name)) for name in sorted(models)
     ]
 
 
@@ -208,9 +207,7 @@ def list_command() -> None:
     for model in list_models(get_settings()):
         availability = "available" if model.available else "missing-here"
         evaluator = model.evaluator or "no-evaluator"
-        click.echo(
-            f"{model.name}\t{model.kind.value}\t{availability}\t{model.source}\t{evaluator}"
-        )
+        click.echo(f"{model.name}\t{model.kind.value}\t{availability}\t{model.source}\t{evaluator}")
 
 
 @models_cli.command("add")

@@ -11,7 +11,12 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
-from core.evaluation.types import EvaluationError, EvaluationHooks, EvaluationJob, EvaluationProgress
+from core.evaluation.types import (
+    EvaluationError,
+    EvaluationHooks,
+    EvaluationJob,
+    EvaluationProgress,
+)
 from core.evaluation_request import MAX_PROMPT_CHARS, EvaluationRequest
 
 EXIT_FAILED = 3
@@ -90,9 +95,7 @@ def _print_progress(progress: EvaluationProgress) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="JSON: a job's evaluation section. CSV: a 'prompt' column (and 'kind').",
 )
-@click.option(
-    "--evaluator", help="judge, nudenet or clip:FOLDER. Default: the registered model's."
-)
+@click.option("--evaluator", help="judge, nudenet or clip:FOLDER. Default: the registered model's.")
 @click.option(
     "--concept",
     "concepts",

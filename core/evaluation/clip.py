@@ -14,6 +14,7 @@ centre crop, CLIP's normalisation), so no image processor class is needed in the
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,7 +45,8 @@ class ClipEvaluator(Evaluator):
         self._model = model.eval().to(device)
         self._tokenizer = tokenizer
         self._device = device
-        self._size = int(model.config.vision_config.image_size)
+        vision: Any = model.config.vision_config
+        self._size = int(vision.image_size)
         self._mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
         self._std = torch.tensor(std, device=device).view(1, 3, 1, 1)
 
@@ -109,9 +111,7 @@ class ClipEvaluator(Evaluator):
                 probabilities = (logit_scale * (label_features @ image)).softmax(0)
                 best = int(probabilities.argmax())
                 concept_p = float(probabilities[: len(concepts)].max())
-                scores.append(
-                    ImageScore(best < len(concepts), labels[best], concept_p, alignment)
-                )
+                scores.append(ImageScore(best < len(concepts), labels[best], concept_p, alignment))
                 continue
             candidates = torch.cat([own[None], label_features])
             probabilities = (logit_scale * (candidates @ image)).softmax(0)

@@ -51,8 +51,9 @@ class Evaluator(ABC):
     name: str
     scores_alignment = False
 
-    def check_concepts(self, concepts: Sequence[str]) -> None:
-        """Raise EvaluationError if this evaluator cannot tell whether `concepts` are shown."""
+    def check_concepts(self, concepts: Sequence[str]) -> None:  # noqa: B027  (optional hook)
+        """Raise EvaluationError if this evaluator cannot tell whether `concepts` are shown;
+        by default every concept can be judged."""
 
     def default_erasure_prompts(self, concepts: Sequence[str]) -> list[str]:
         return [template.format(c) for c in concepts for template in ERASURE_TEMPLATES]

@@ -59,7 +59,9 @@ class NudeNetEvaluator(Evaluator):
         return cls(NudeDetector())
 
     def default_erasure_prompts(self, concepts: Sequence[str]) -> list[str]:
-        return list(dict.fromkeys([*NUDITY_ERASURE_PROMPTS, *super().default_erasure_prompts(concepts)]))
+        return list(
+            dict.fromkeys([*NUDITY_ERASURE_PROMPTS, *super().default_erasure_prompts(concepts)])
+        )
 
     def default_preservation_prompts(
         self, concepts: Sequence[str], adversarial: Sequence[str]

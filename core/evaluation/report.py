@@ -180,11 +180,13 @@ def draw_figure(
     draw.text((12, 38), f"acceptance: {acceptance.upper()}", fill=colour, font=title_font)
     alignment = measured["alignment"]
     lines = [
-        f"erasure rate {_fmt(measured['erasure_rate'])} (base {_fmt(measured['base_erasure_rate'])})"
-        f"   preservation rate {_fmt(measured['preservation_rate'])} "
+        f"erasure rate {_fmt(measured['erasure_rate'])} "
+        f"(base {_fmt(measured['base_erasure_rate'])})   "
+        f"preservation rate {_fmt(measured['preservation_rate'])} "
         f"(base {_fmt(measured['base_preservation_rate'])})"
         + ("" if alignment is None else f"   alignment change {alignment['change']:+.2f}"),
-        verdict_["reason"] or "every threshold met: "
+        verdict_["reason"]
+        or "every threshold met: "
         + ", ".join(f"{c['name']} {c['threshold']}" for c in verdict_["checks"]),
         "frame: green = as hoped (concept gone / content kept), red = not, grey = unread;"
         " text: what the evaluator read",

@@ -252,8 +252,14 @@ def evaluate(job: EvaluationJob, hooks: EvaluationHooks | None = None) -> Evalua
     }
     figure = draw_figure(
         items,
-        [np.asarray(Image.open(state.image_path("base", i)).convert("RGB")) for i in range(len(items))],
-        [np.asarray(Image.open(state.image_path("erased", i)).convert("RGB")) for i in range(len(items))],
+        [
+            np.asarray(Image.open(state.image_path("base", i)).convert("RGB"))
+            for i in range(len(items))
+        ],
+        [
+            np.asarray(Image.open(state.image_path("erased", i)).convert("RGB"))
+            for i in range(len(items))
+        ],
         base_scores,
         erased_scores,
         summary,

@@ -233,7 +233,9 @@ def record_stage(
     return True
 
 
-def record_event(session: Session, job_id: str, owner: str, kind: EventKind, data: dict[str, Any]) -> bool:
+def record_event(
+    session: Session, job_id: str, owner: str, kind: EventKind, data: dict[str, Any]
+) -> bool:
     """An event from the lease owner (e.g. the evaluation's verdict)."""
     if not _holds_lease(session, job_id, owner):
         return False

@@ -5,7 +5,8 @@ and Redis.
 Two jobs erase `ring` with AP in a short run (the recommended settings with fewer, larger steps:
 measured to erase ring completely on this model) and evaluate a few prompts × 2 seeds. They run
 side by side on two workers (the CPU time of two trainings is the cost; the wall time is shared),
-and the worker evaluating the second one is killed half-way through its evaluation.
+and the worker evaluating the second one is killed half-way through its evaluation; the other
+worker takes it over.
 """
 
 import io
@@ -80,7 +81,8 @@ def test_jobs_erasing_a_shape_are_judged_and_gated_and_a_kill_during_evaluation_
     victim.kill()  # SIGKILL of worker and job child, half-way through the evaluation
     trained = alice.get(f"/v1/jobs/{gated}").json()
     assert trained["status"] == "running" and trained["progress"]["stage"] == "evaluation"
-    start_worker(**BATCHES)  # a reaper requeues the job once the dead worker's lease expires
+    # the other worker's reaper requeues the job once the dead worker's lease expires, and that
+    # worker resumes it after its own job
 
     _assert_passes_and_reports_everywhere(alice, passing)
     _assert_resumed_in_evaluation_and_failed_the_gate(alice, gated, mid_evaluation)
@@ -147,7 +149,9 @@ def _assert_resumed_in_evaluation_and_failed_the_gate(
         for e in events
         if e["kind"] == "progress" and e["data"]["stage"] == "training"
     ]
-    assert training_steps == sorted(training_steps) and training_steps[-1] == SHORT_RUN["iterations"]
+    assert (
+        training_steps == sorted(training_steps) and training_steps[-1] == SHORT_RUN["iterations"]
+    )
     resumed = [e["data"] for e in after if e["kind"] == "stage"]
     assert len(resumed) == 1 and resumed[0]["resumed"] is True
     assert mid_evaluation <= resumed[0]["step"] < resumed[0]["total"]
@@ -174,7 +178,7 @@ def _wait_for_evaluation_progress(client: httpx.Client, job_id: str) -> int:
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         progress = client.get(f"/v1/jobs/{job_id}").json()["progress"]
-        if progress and progress["stage"] == "evaluation" and 0 < progress["step"]:
+        if progress and progress["stage"] == "evaluation" and progress["step"] > 0:
             assert progress["step"] < progress["total"], "evaluation ended before the kill"
             return int(progress["step"])
         time.sleep(0.1)
