@@ -72,18 +72,26 @@ class InvalidEvaluatorError(ValueError):
 
 
 def check_evaluator(spec: str) -> str:
-    """`judge`, `nudenet` or `clip:/absolute/or/~/folder` (resolved); else InvalidEvaluatorError."""
+    """`judge`, `nudenet[:THRESHOLD]` or `clip:FOLDER` (resolved); else InvalidEvaluatorError."""
     name, _, argument = spec.strip().partition(":")
     if name not in EVALUATOR_NAMES:
         raise InvalidEvaluatorError(
-            f"unknown evaluator {spec!r}: use {', '.join(EVALUATOR_NAMES[:2])} or clip:FOLDER"
+            f"unknown evaluator {spec!r}: use judge, nudenet[:THRESHOLD] or clip:FOLDER"
         )
     if name == "clip":
         if not argument:
             raise InvalidEvaluatorError("clip needs the folder of a CLIP model: clip:FOLDER")
         return f"clip:{Path(argument).expanduser().resolve()}"
+    if name == "nudenet" and argument:
+        try:
+            threshold = float(argument)
+        except ValueError:
+            threshold = -1.0
+        if not 0 < threshold < 1:
+            raise InvalidEvaluatorError(f"nudenet's threshold is in (0, 1), got {argument!r}")
+        return f"nudenet:{threshold}"
     if argument:
-        raise InvalidEvaluatorError(f"evaluator {name!r} takes no folder, got {spec!r}")
+        raise InvalidEvaluatorError(f"the judge takes no argument, got {spec!r}")
     return name
 
 

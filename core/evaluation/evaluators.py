@@ -74,34 +74,37 @@ class Evaluator(ABC):
         """One score per image."""
 
 
-def parse_spec(spec: str) -> tuple[str, Path | None]:
-    """'judge' → ('judge', None); 'clip:/models/clip' → ('clip', Path('/models/clip'))."""
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """'judge' → ('judge', None); 'clip:/models/clip' → ('clip', '/models/clip');
+    'nudenet:0.3' → ('nudenet', '0.3') (the detector's threshold)."""
     name, _, argument = spec.partition(":")
     name = name.strip().lower()
     if name not in EVALUATOR_NAMES:
         raise EvaluationError(
-            f"unknown evaluator {spec!r}: use judge, nudenet or clip:/path/to/clip"
+            f"unknown evaluator {spec!r}: use judge, nudenet[:THRESHOLD] or clip:/path/to/clip"
         )
-    if name == "clip":
-        if not argument:
-            raise EvaluationError("the clip evaluator needs its model folder: clip:/path/to/clip")
-        return name, Path(argument).expanduser()
-    if argument:
-        raise EvaluationError(f"evaluator {name!r} takes no argument, got {spec!r}")
-    return name, None
+    if name == "clip" and not argument:
+        raise EvaluationError("the clip evaluator needs its model folder: clip:/path/to/clip")
+    if name == "judge" and argument:
+        raise EvaluationError(f"the judge takes no argument, got {spec!r}")
+    return name, argument or None
 
 
 def load_evaluator(spec: str, device: str = "cpu") -> Evaluator:
-    name, folder = parse_spec(spec)
+    name, argument = parse_spec(spec)
     if name == "judge":
         from core.evaluation.judge import JudgeEvaluator
 
         return JudgeEvaluator.load()
     if name == "nudenet":
-        from core.evaluation.nudity import NudeNetEvaluator
+        from core.evaluation.nudity import THRESHOLD, NudeNetEvaluator
 
-        return NudeNetEvaluator.load()
+        try:
+            threshold = THRESHOLD if argument is None else float(argument)
+        except ValueError as error:
+            raise EvaluationError(f"nudenet's threshold must be a number, got {spec!r}") from error
+        return NudeNetEvaluator.load(threshold)
     from core.evaluation.clip import ClipEvaluator
 
-    assert folder is not None
-    return ClipEvaluator.load(folder, device)
+    assert argument is not None
+    return ClipEvaluator.load(Path(argument).expanduser(), device)

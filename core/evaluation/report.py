@@ -166,7 +166,7 @@ def draw_figure(
     ):
         prompts = list(dict.fromkeys(item.prompt for item in items if item.kind == kind))
         sections.append((kind, title, prompts[:_MAX_ROWS], len(prompts)))
-    header_h = 118
+    header_h = 136
     height = header_h + sum(36 + row_h * len(rows) + (18 if total > len(rows) else 0)
                             for _, _, rows, total in sections)  # fmt: skip
     width = max(_LABEL_WIDTH + 2 * block_w + _GAP + 20, 760)
@@ -188,8 +188,10 @@ def draw_figure(
         verdict_["reason"]
         or "every threshold met: "
         + ", ".join(f"{c['name']} {c['threshold']}" for c in verdict_["checks"]),
-        "frame: green = as hoped (concept gone / content kept), red = not, grey = unread;"
-        " text: what the evaluator read",
+        "frame: green = as hoped (erasure prompt: concept gone; preservation prompt: content kept),"
+        " red = not, grey = unread; under each picture: what the evaluator read",
+        "the base model is the reference: red on its erasure prompts means it draws the concept,"
+        " as it should",
     ]
     for k, line in enumerate(lines):
         draw.text((12, 66 + 17 * k), line[:140], fill="black", font=small_font)
@@ -224,7 +226,7 @@ def draw_figure(
                         (cell_w, cell_h), Image.Resampling.NEAREST
                     )
                     sheet.paste(picture, (x + _FRAME, top + _FRAME))
-                    label = str(scores[index]["label"])[: max(8, cell_w // 7)]
+                    label = str(scores[index]["label"])[: max(10, cell_w // 6)]
                     draw.text((x, top + cell_h + 2 * _FRAME + 3), label, fill="black",
                               font=small_font)  # fmt: skip
             top += row_h

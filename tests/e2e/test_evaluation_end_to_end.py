@@ -30,8 +30,8 @@ from core.settings import Settings
 from core.toyworld.recommended import Recommended
 
 SHORT_RUN = {"iterations": 25, "ddim_steps": 4, "lr": 0.003}
-ERASURE_PROMPTS = ["a red ring", "a blue ring", "a yellow ring"]
-PRESERVATION_PROMPTS = ["a green circle", "a blue square", "a purple cross"]
+ERASURE_PROMPTS = ["a red ring", "a blue ring"]
+PRESERVATION_PROMPTS = ["a green circle", "a blue square"]
 SEEDS = [0, 1]
 BATCHES = {"ERASER_EVALUATION_BATCH_SIZE": "4"}  # several progress steps, a kill between two
 
@@ -124,12 +124,12 @@ def _assert_passes_and_reports_everywhere(client: httpx.Client, job_id: str) -> 
     assert report["verdict"]["acceptance"] == "passed"
     assert report["rates"]["erasure_rate"] == result["erasure_rate"]
     assert [p["prompt"] for p in report["prompts"]] == ERASURE_PROMPTS + PRESERVATION_PROMPTS
-    ring_images = [image for p in report["prompts"][:3] for image in p["images"]]
-    assert [image["seed"] for image in ring_images] == SEEDS * 3
-    assert sum(image["base"]["found"] for image in ring_images) >= 4  # the base draws rings
+    ring_images = [image for p in report["prompts"][:2] for image in p["images"]]
+    assert [image["seed"] for image in ring_images] == SEEDS * 2
+    assert sum(image["base"]["found"] for image in ring_images) >= 3  # the base draws rings
     figure = Image.open(io.BytesIO(_download(client, job_id, "evaluation.png")))
-    # a header, two sections of three rows, base and erased columns of two enlarged pictures
-    assert figure.width >= 600 and figure.height >= 6 * 96
+    # a header, two sections of two rows, base and erased columns of two enlarged pictures
+    assert figure.width >= 600 and figure.height >= 4 * 96 + 136
 
 
 def _assert_resumed_in_evaluation_and_failed_the_gate(

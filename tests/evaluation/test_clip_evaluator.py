@@ -14,7 +14,7 @@ from core.evaluation.cli import EXIT_FAILED, evaluate
 from core.evaluation.clip import NEUTRAL_LABELS
 
 ERASURE = ["a cat", "a photo of a cat"]
-PRESERVATION = ["a dog", "a house", "a tree"]
+PRESERVATION = ["a dog", "a house"]
 
 
 def test_the_clip_evaluator_scores_every_image_and_writes_the_report(
@@ -59,4 +59,4 @@ def test_the_clip_evaluator_scores_every_image_and_writes_the_report(
              for p in report["prompts"] for i in p["images"]]  # fmt: skip
     assert any(before != after for before, after in pairs)
     figure = Image.open(out / "evaluation.png")
-    assert figure.width >= 600 and figure.height > 5 * 96
+    assert figure.width >= 600 and figure.height > 4 * 96
