@@ -5,6 +5,7 @@ Exit codes a script can act on: 0 acceptance passed, 3 acceptance failed, 4 not 
 """
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def read_prompts_file(path: Path) -> EvaluationRequest:
             return EvaluationRequest.model_validate_json(text)
         except ValidationError as error:
             raise click.BadParameter(str(error), param_hint="--prompts") from error
-    rows = list(csv.DictReader(text.splitlines()))
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))  # quoted fields may span lines
     if not rows or "prompt" not in rows[0]:
         raise click.BadParameter("a CSV needs a 'prompt' column", param_hint="--prompts")
     prompts: dict[str, list[str]] = {"erasure": [], "preservation": []}
