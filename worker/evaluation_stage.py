@@ -183,6 +183,10 @@ def _evaluate(context: StageContext, trained: ErasureResult) -> ErasureResult:
         "preservation_rate": rates["preservation_rate"],
         "alignment_change": None if alignment is None else alignment["change"],
         "evaluation": {
+            # the headline again, so a reader of this section alone has the verdict
+            "acceptance": verdict["acceptance"],
+            "erasure_rate": rates["erasure_rate"],
+            "preservation_rate": rates["preservation_rate"],
             "evaluator": report["evaluator"],
             "base_erasure_rate": rates["base_erasure_rate"],
             "base_preservation_rate": rates["base_preservation_rate"],
@@ -213,7 +217,7 @@ def _not_evaluated(
         "erasure_rate": None,
         "preservation_rate": None,
         "alignment_change": None,
-        "evaluation": {"reason": reason},
+        "evaluation": {"acceptance": Acceptance.NOT_EVALUATED.value, "reason": reason},
         "timings": {"evaluation_s": None, **timings},
     }
     _record_verdict(context, fields)
