@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db.session import session_scope
-from core.erasure.types import ErasureResult
+from core.erasure.types import ErasureError, ErasureResult
 from core.evaluation.types import (
     FIGURE_FILE,
     REPORT_FILE,
@@ -168,7 +168,7 @@ def _evaluate(context: StageContext, trained: ErasureResult) -> ErasureResult:
     started = time.perf_counter()
     try:
         outcome = evaluate(evaluation_job, hooks)
-    except EvaluationError as error:
+    except (EvaluationError, ErasureError) as error:  # e.g. out of memory: keep the weights
         timings["evaluation_s"] = round(time.perf_counter() - started, 3)
         return _not_evaluated(context, trained, timings, error.message)
     if outcome.status == "cancelled":
