@@ -166,7 +166,7 @@ def draw_figure(
     ):
         prompts = list(dict.fromkeys(item.prompt for item in items if item.kind == kind))
         sections.append((kind, title, prompts[:_MAX_ROWS], len(prompts)))
-    header_h = 136
+    header_h = 153
     height = header_h + sum(36 + row_h * len(rows) + (18 if total > len(rows) else 0)
                             for _, _, rows, total in sections)  # fmt: skip
     width = max(_LABEL_WIDTH + 2 * block_w + _GAP + 20, 760)
@@ -189,9 +189,9 @@ def draw_figure(
         or "every threshold met: "
         + ", ".join(f"{c['name']} {c['threshold']}" for c in verdict_["checks"]),
         "frame: green = as hoped (erasure prompt: concept gone; preservation prompt: content kept),"
-        " red = not, grey = unread; under each picture: what the evaluator read",
-        "the base model is the reference: red on its erasure prompts means it draws the concept,"
-        " as it should",
+        " red = not, grey = unread",
+        "under each picture: what the evaluator read. The base model is the reference: red on its"
+        " erasure prompts means it draws the concept, as it should",
     ]
     for k, line in enumerate(lines):
         draw.text((12, 66 + 17 * k), line[:140], fill="black", font=small_font)

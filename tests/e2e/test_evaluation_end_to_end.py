@@ -129,7 +129,7 @@ def _assert_passes_and_reports_everywhere(client: httpx.Client, job_id: str) -> 
     assert sum(image["base"]["found"] for image in ring_images) >= 3  # the base draws rings
     figure = Image.open(io.BytesIO(_download(client, job_id, "evaluation.png")))
     # a header, two sections of two rows, base and erased columns of two enlarged pictures
-    assert figure.width >= 600 and figure.height >= 4 * 96 + 136
+    assert figure.width >= 600 and figure.height >= 4 * 96 + 153
 
 
 def _assert_resumed_in_evaluation_and_failed_the_gate(
