@@ -194,7 +194,7 @@ def draw_figure(
         " erasure prompts means it draws the concept, as it should",
     ]
     for k, line in enumerate(lines):
-        draw.text((12, 66 + 17 * k), line[:140], fill="black", font=small_font)
+        draw.text((12, 66 + 17 * k), line[:165], fill="black", font=small_font)
 
     by_key = {(item.kind, item.prompt, item.seed): i for i, item in enumerate(items)}
     top = header_h
