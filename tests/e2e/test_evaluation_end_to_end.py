@@ -31,7 +31,7 @@ from core.toyworld.recommended import Recommended
 
 SHORT_RUN = {"iterations": 25, "ddim_steps": 4, "lr": 0.003}
 ERASURE_PROMPTS = ["a red ring", "a blue ring"]
-PRESERVATION_PROMPTS = ["a green circle", "a blue square"]
+PRESERVATION_PROMPTS = ["a blue square", "a purple triangle"]
 SEEDS = [0, 1]
 BATCHES = {"ERASER_EVALUATION_BATCH_SIZE": "4"}  # several progress steps, a kill between two
 
