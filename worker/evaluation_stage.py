@@ -99,6 +99,7 @@ def _write_trained(folder: Path, result: ErasureResult) -> None:
         "resumed_from": result.resumed_from,
         "final_losses": result.final_losses,
         "wall_time_s": result.wall_time_s,
+        "warnings": list(getattr(result, "warnings", [])),
     }
     handle, temp = tempfile.mkstemp(dir=folder, suffix=".tmp")
     with os.fdopen(handle, "w") as out:
@@ -122,6 +123,7 @@ def _read_trained(folder: Path) -> ErasureResult | None:
         resumed_from=raw["resumed_from"],
         final_losses=dict(raw["final_losses"]),
         wall_time_s=float(raw["wall_time_s"]),
+        warnings=list(raw.get("warnings", [])),
     )
 
 
