@@ -9,6 +9,7 @@ import click
 _SUBCOMMANDS: dict[str, str] = {
     "erase": "core.erasure.cli:erase",
     "apply": "core.erasure.cli:apply",
+    "evaluate": "core.evaluation.cli:evaluate",
     "make-tiny-model": "core.erasure.cli:make_tiny_model",
     "keys": "core.auth.cli:keys_cli",
     "models": "core.registry:models_cli",

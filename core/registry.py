@@ -4,11 +4,16 @@ Two sources, merged: `Settings.models` (environment, e.g. `ERASER_MODELS={"sd15"
 and a registry file `<data_dir>/models.json` managed with `eraser models add|remove`. Settings
 win on a name clash, so a deployment's environment is the last word.
 
+Each model may name the evaluator that judges its jobs (`judge`, `nudenet`,
+`clip:/folder`): `eraser models add NAME SOURCE --evaluator SPEC`, or
+`ERASER_MODEL_EVALUATORS`. The built-in `demo` model is judged by the toy world's `judge`.
+
 The built-in `demo` model is the diffusers folder `core/assets/demo/` when it is shipped. Where it
 is not, the worker builds a tiny model once under `<data_dir>/models/demo` (the API cannot: it
 never imports torch), so `demo` is always submittable.
 """
 
+import dataclasses
 import json
 import os
 import re
@@ -16,12 +21,15 @@ import tempfile
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import click
 
 from core.settings import Settings, get_settings
 
 DEMO_MODEL = "demo"
+DEMO_EVALUATOR = "judge"
+EVALUATOR_NAMES = ("judge", "nudenet", "clip")
 BUNDLED_DEMO_DIR = Path(__file__).resolve().parent / "assets" / "demo"
 REGISTRY_FILE_NAME = "models.json"
 # Names appear in URLs, logs and job rows: keep them short and unambiguous.
@@ -42,6 +50,11 @@ class RegisteredModel:
     # Whether this process can see the model. Folders live on workers, which may be other
     # machines, so False here is a hint to the operator, not a reason to refuse a job.
     available: bool
+    evaluator: str | None = None  # spec of the evaluation stage's evaluator; None: not evaluated
+
+    @property
+    def evaluator_name(self) -> str | None:
+        return None if self.evaluator is None else self.evaluator.partition(":")[0]
 
 
 class UnknownModelError(LookupError):
@@ -52,6 +65,34 @@ class UnknownModelError(LookupError):
 
 class InvalidModelNameError(ValueError):
     pass
+
+
+class InvalidEvaluatorError(ValueError):
+    pass
+
+
+def check_evaluator(spec: str) -> str:
+    """`judge`, `nudenet[:THRESHOLD]` or `clip:FOLDER` (resolved); else InvalidEvaluatorError."""
+    name, _, argument = spec.strip().partition(":")
+    if name not in EVALUATOR_NAMES:
+        raise InvalidEvaluatorError(
+            f"unknown evaluator {spec!r}: use judge, nudenet[:THRESHOLD] or clip:FOLDER"
+        )
+    if name == "clip":
+        if not argument:
+            raise InvalidEvaluatorError("clip needs the folder of a CLIP model: clip:FOLDER")
+        return f"clip:{Path(argument).expanduser().resolve()}"
+    if name == "nudenet" and argument:
+        try:
+            threshold = float(argument)
+        except ValueError:
+            threshold = -1.0
+        if not 0 < threshold < 1:
+            raise InvalidEvaluatorError(f"nudenet's threshold is in (0, 1), got {argument!r}")
+        return f"nudenet:{threshold}"
+    if argument:
+        raise InvalidEvaluatorError(f"the judge takes no argument, got {spec!r}")
+    return name
 
 
 def demo_fallback_dir(settings: Settings) -> Path:
@@ -84,15 +125,32 @@ def _demo(settings: Settings) -> RegisteredModel:
     )
 
 
-def _read_registry_file(settings: Settings) -> dict[str, str]:
+def _read_registry_entries(settings: Settings) -> dict[str, Any]:
+    """name -> source string, or {"source": ..., "evaluator": ...} for a model with one."""
     path = registry_file(settings)
     if not path.is_file():
         return {}
     entries = json.loads(path.read_text(encoding="utf-8"))
-    return {str(name): str(source) for name, source in entries.items()}
+    return {str(name): entry for name, entry in entries.items()}
 
 
-def _write_registry_file(settings: Settings, entries: dict[str, str]) -> None:
+def _read_registry_file(settings: Settings) -> dict[str, str]:
+    return {
+        name: str(entry["source"] if isinstance(entry, dict) else entry)
+        for name, entry in _read_registry_entries(settings).items()
+    }
+
+
+def _registry_evaluators(settings: Settings) -> dict[str, str]:
+    file = {
+        name: str(entry["evaluator"])
+        for name, entry in _read_registry_entries(settings).items()
+        if isinstance(entry, dict) and entry.get("evaluator")
+    }
+    return {**file, **settings.model_evaluators}
+
+
+def _write_registry_file(settings: Settings, entries: dict[str, Any]) -> None:
     path = registry_file(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     # temp file + rename: a reader (the API) never sees a half-written registry
@@ -108,7 +166,10 @@ def list_models(settings: Settings) -> list[RegisteredModel]:
     entries = {**_read_registry_file(settings), **settings.models}
     models = {name: _describe(name, source) for name, source in entries.items()}
     models.setdefault(DEMO_MODEL, _demo(settings))
-    return [models[name] for name in sorted(models)]
+    evaluators = {DEMO_MODEL: DEMO_EVALUATOR, **_registry_evaluators(settings)}
+    return [
+        dataclasses.replace(models[name], evaluator=evaluators.get(name)) for name in sorted(models)
+    ]
 
 
 def resolve_model(settings: Settings, name: str) -> RegisteredModel:
@@ -119,21 +180,24 @@ def resolve_model(settings: Settings, name: str) -> RegisteredModel:
     raise UnknownModelError(name)
 
 
-def add_model(settings: Settings, name: str, source: str) -> RegisteredModel:
+def add_model(
+    settings: Settings, name: str, source: str, evaluator: str | None = None
+) -> RegisteredModel:
     if not MODEL_NAME_PATTERN.match(name):
         raise InvalidModelNameError(
             f"model names are lowercase letters, digits, '.', '_' or '-' (≤64): {name!r}"
         )
     if _looks_like_path(source):
         source = str(Path(source).expanduser().resolve())
-    entries = _read_registry_file(settings)
-    entries[name] = source
+    spec = None if evaluator is None else check_evaluator(evaluator)
+    entries = _read_registry_entries(settings)
+    entries[name] = source if spec is None else {"source": source, "evaluator": spec}
     _write_registry_file(settings, entries)
-    return _describe(name, source)
+    return dataclasses.replace(_describe(name, source), evaluator=spec)
 
 
 def remove_model(settings: Settings, name: str) -> bool:
-    entries = _read_registry_file(settings)
+    entries = _read_registry_entries(settings)
     if entries.pop(name, None) is None:
         return False
     _write_registry_file(settings, entries)
@@ -150,19 +214,29 @@ def list_command() -> None:
     """Print every registered model: name, kind, availability here, source."""
     for model in list_models(get_settings()):
         availability = "available" if model.available else "missing-here"
-        click.echo(f"{model.name}\t{model.kind.value}\t{availability}\t{model.source}")
+        evaluator = model.evaluator or "no-evaluator"
+        click.echo(f"{model.name}\t{model.kind.value}\t{availability}\t{model.source}\t{evaluator}")
 
 
 @models_cli.command("add")
 @click.argument("name")
 @click.argument("source")
-def add_command(name: str, source: str) -> None:
+@click.option(
+    "--evaluator",
+    default=None,
+    help="What judges this model's jobs after training: judge, nudenet or clip:FOLDER "
+    "(a transformers CLIP model). Without one, jobs end with acceptance not_evaluated.",
+)
+def add_command(name: str, source: str, evaluator: str | None) -> None:
     """Register NAME as a diffusers folder or hub id SOURCE."""
     try:
-        model = add_model(get_settings(), name, source)
+        model = add_model(get_settings(), name, source, evaluator)
     except InvalidModelNameError as error:
         raise click.BadParameter(str(error), param_hint="NAME") from error
-    click.echo(f"registered {model.name} -> {model.source} ({model.kind.value})")
+    except InvalidEvaluatorError as error:
+        raise click.BadParameter(str(error), param_hint="--evaluator") from error
+    suffix = f", evaluator {model.evaluator}" if model.evaluator else ""
+    click.echo(f"registered {model.name} -> {model.source} ({model.kind.value}{suffix})")
 
 
 @models_cli.command("remove")

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     # The operator's model registry: name -> diffusers folder or hub id. Jobs name a model,
     # never a path. `demo` is always present (the built-in toy model) unless overridden.
     models: dict[str, str] = Field(default_factory=dict)
+    # Which evaluator judges each model's jobs (the evaluation stage): name -> `judge`,
+    # `nudenet` or `clip:/folder/of/a/clip/model`. `demo` is judged by `judge` unless set here;
+    # a model with none gets `acceptance: not_evaluated`.
+    model_evaluators: dict[str, str] = Field(default_factory=dict)
 
     # Messaging. One queue per GPU pool; tests use a unique name so runs never share messages.
     queue_name: str = "gpu"
@@ -49,6 +53,9 @@ class Settings(BaseSettings):
     # A queued job older than this with no worker on it is re-enqueued (covers a lost message).
     requeue_stale_queued_seconds: float = Field(300, gt=0)
     checkpoint_every: int = Field(100, ge=0)  # UNet updates between checkpoints; 0 = none
+    # Images the evaluation stage generates per call: its unit of progress, cancel and resume,
+    # and what bounds its GPU memory (SD 1.x at 512 px: ~16 fit in 24 GB).
+    evaluation_batch_size: int = Field(16, ge=1, le=256)
     progress_interval_seconds: float = Field(1.0, ge=0)  # throttle for progress writes to the DB
     worker_device: str = "auto"  # the engine's device: auto | cpu | cuda | cuda:N
     worker_ready_file: Path | None = None  # default: <data_dir>/worker.ready

@@ -33,6 +33,7 @@ from core.hyperparameters import Hyperparameters
 from core.jobs import lifecycle
 from core.jobs.lifecycle import ClaimedJob, ProgressUpdate
 from core.settings import Settings
+from worker import evaluation_stage
 from worker.heartbeat import Heartbeat
 from worker.models import engine_model_source
 
@@ -99,7 +100,17 @@ class JobRunner:
         )
         with heartbeat:
             try:
-                result = self._erase(job, attempt, heartbeat)
+                result = evaluation_stage.train_and_evaluate(
+                    evaluation_stage.StageContext(
+                        self._settings,
+                        self._sessions,
+                        job,
+                        attempt.owner,
+                        heartbeat,
+                        work_dir(self._settings, job.id),
+                    ),
+                    train=lambda: self._erase(job, attempt, heartbeat),
+                )
             except ErasureError as error:
                 return self._fail(job_id, attempt, heartbeat, error.code, error.message)
             except SoftTimeLimitExceeded:
@@ -291,4 +302,5 @@ def _result_summary(result: "ErasureResult") -> dict[str, Any]:
         "final_losses": lifecycle.finite_losses(result.final_losses),
         "wall_time_s": result.wall_time_s,
         "warnings": list(result.warnings),  # settings the engine changed, e.g. k_closest cut
+        **evaluation_stage.result_fields(result),
     }

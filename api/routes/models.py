@@ -15,7 +15,12 @@ def registered_models(principal: Principal, context: Context) -> ModelList:
     # Sources (paths, hub ids) are the operator's business; clients only need the names.
     return ModelList(
         items=[
-            ModelView(name=model.name, kind=model.kind.value, available=model.available)
+            ModelView(
+                name=model.name,
+                kind=model.kind.value,
+                available=model.available,
+                evaluator=model.evaluator_name,
+            )
             for model in list_models(context.settings)
         ]
     )

@@ -13,7 +13,9 @@ class EventKind(StrEnum):
     ENQUEUED = "enqueued"
     CLAIMED = "claimed"
     RESUMED = "resumed"  # data.step
-    PROGRESS = "progress"  # data.step, total, losses, adversarial_concepts
+    PROGRESS = "progress"  # data.stage, step, total, losses, adversarial_concepts
+    STAGE = "stage"  # data.stage (training done, evaluation starts), step, total, resumed
+    EVALUATED = "evaluated"  # data.acceptance, rates, failed checks: the verdict
     CHECKPOINT = "checkpoint"  # data.step
     CANCEL_REQUESTED = "cancel_requested"
     REQUEUED = "requeued"

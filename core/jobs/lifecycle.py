@@ -43,6 +43,7 @@ class ClaimedJob:
     hyperparameters: dict[str, Any]
     seed: int
     sample_prompts: list[str]
+    evaluation: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class ProgressUpdate:
     total: int
     losses: dict[str, float]
     adversarial_concepts: dict[str, str] = field(default_factory=dict)
+    stage: str = "training"  # or "evaluation": what step and total count
 
 
 @dataclass
@@ -115,6 +117,7 @@ def claim(
         hyperparameters=dict(job.hyperparameters or {}),
         seed=job.seed,
         sample_prompts=list(job.sample_prompts or []),
+        evaluation=dict(job.evaluation) if job.evaluation is not None else None,
     )
 
 
@@ -159,6 +162,7 @@ def record_progress(session: Session, job_id: str, owner: str, progress: Progres
         progress_step=progress.step,
         progress_total=progress.total,
         progress_losses=losses,
+        progress_stage=progress.stage,
         # The engine reports a resume before its first step; progress with no resume recorded
         # means this attempt started from scratch.
         attempt_start_step=func.coalesce(Job.attempt_start_step, 0),
@@ -170,6 +174,7 @@ def record_progress(session: Session, job_id: str, owner: str, progress: Progres
             job_id,
             EventKind.PROGRESS,
             {
+                "stage": progress.stage,
                 "step": progress.step,
                 "total": progress.total,
                 "losses": losses,
@@ -188,6 +193,53 @@ def record_resumed(session: Session, job_id: str, owner: str, step: int) -> bool
     ):
         return False
     add_event(session, job_id, EventKind.RESUMED, {"step": step})
+    return True
+
+
+def record_stage(
+    session: Session,
+    job_id: str,
+    owner: str,
+    stage: str,
+    step: int,
+    total: int,
+    *,
+    resumed: bool = False,
+    now: datetime | None = None,
+) -> bool:
+    """The job enters `stage` (at `step` of `total`, > 0 when resumed): the progress columns
+    count that stage from now on, and the ETA is measured from this moment and step, because
+    the rate of one stage says nothing about the next."""
+    now = now or utcnow()
+    if not _update_leased(
+        session,
+        job_id,
+        owner,
+        progress_stage=stage,
+        progress_step=step,
+        progress_total=total,
+        progress_losses=None,
+        attempt_started_at=now,
+        attempt_start_step=step,
+        updated_at=now,
+    ):
+        return False
+    add_event(
+        session,
+        job_id,
+        EventKind.STAGE,
+        {"stage": stage, "step": step, "total": total, "resumed": resumed},
+    )
+    return True
+
+
+def record_event(
+    session: Session, job_id: str, owner: str, kind: EventKind, data: dict[str, Any]
+) -> bool:
+    """An event from the lease owner (e.g. the evaluation's verdict)."""
+    if not _holds_lease(session, job_id, owner):
+        return False
+    add_event(session, job_id, kind, data)
     return True
 
 

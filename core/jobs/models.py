@@ -59,6 +59,9 @@ class Job(Base):
     hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     seed: Mapped[int] = mapped_column(BigInteger, default=0)
     sample_prompts: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The job's evaluation section (core.evaluation_request.EvaluationRequest, defaults filled
+    # in); NULL for jobs created before the evaluation stage existed: they get the defaults.
+    evaluation: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     # `metadata` is reserved on declarative classes, hence the attribute name.
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
 
@@ -71,6 +74,9 @@ class Job(Base):
     progress_step: Mapped[int | None] = mapped_column(Integer, default=None)
     progress_total: Mapped[int | None] = mapped_column(Integer, default=None)
     progress_losses: Mapped[dict[str, float] | None] = mapped_column(JSON, default=None)
+    # Which stage the progress columns count: `training` (UNet updates) or `evaluation`
+    # (images generated and scored). NULL: training (rows from before stages existed).
+    progress_stage: Mapped[str | None] = mapped_column(String(16), default=None)
 
     error_code: Mapped[str | None] = mapped_column(String(100), default=None)
     error_message: Mapped[str | None] = mapped_column(Text, default=None)

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core.evaluation_request import EvaluationRequest
 from core.hyperparameters import Hyperparameters, Method, TrainMethod
 from core.jobs.models import Artifact, Job, JobEvent
 from core.jobs.status import JobStatus
@@ -48,6 +49,11 @@ class JobCreate(BaseModel):
     seed: int = Field(0, ge=0, le=MAX_SEED)
     sample_prompts: list[str] = Field(default_factory=list, description="Prompts of the grid.")
     metadata: dict[str, str] = Field(default_factory=dict, description="Free string labels.")
+    evaluation: EvaluationRequest = Field(
+        default_factory=EvaluationRequest,
+        description="The evaluation stage after training: prompts, seeds, sampling and the "
+        "acceptance thresholds; omitted fields take their defaults (docs/api.md).",
+    )
 
     @field_validator("model")
     @classmethod
@@ -164,6 +170,11 @@ def _escape(code: int) -> str:
 
 
 class ProgressView(BaseModel):
+    stage: str = Field(
+        "training",
+        description="`training` (step counts UNet updates) or `evaluation` (step counts images "
+        "generated and scored, base and erased model together).",
+    )
     step: int
     total: int
     fraction: float
@@ -193,6 +204,9 @@ class JobView(BaseModel):
     seed: int
     sample_prompts: list[str]
     metadata: dict[str, str]
+    evaluation: dict[str, Any] | None = Field(
+        None, description="The evaluation section as run (null: the defaults, older jobs)."
+    )
     attempt: int
     cancel_requested: bool
     progress: ProgressView | None
@@ -216,6 +230,7 @@ class JobView(BaseModel):
             seed=job.seed,
             sample_prompts=_readable(list(job.sample_prompts)),
             metadata=_readable(dict(job.metadata_)),
+            evaluation=dict(job.evaluation) if job.evaluation is not None else None,
             attempt=job.attempt,
             cancel_requested=job.cancel_requested,
             progress=_progress(job),
@@ -235,6 +250,7 @@ def _progress(job: Job) -> ProgressView | None:
         return None
     step, total = job.progress_step, job.progress_total
     return ProgressView(
+        stage=job.progress_stage or "training",
         step=step,
         total=total,
         fraction=min(step / total, 1.0),
@@ -337,6 +353,11 @@ class ModelView(BaseModel):
     name: str
     kind: str
     available: bool
+    evaluator: str | None = Field(
+        None,
+        description="What judges this model's jobs after training (judge, clip, nudenet); "
+        "null: jobs end with acceptance not_evaluated.",
+    )
 
 
 class ModelList(BaseModel):

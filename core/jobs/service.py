@@ -129,6 +129,7 @@ def _insert_job(
         seed=request.seed,
         sample_prompts=request.clean_sample_prompts(),
         metadata_=request.metadata,
+        evaluation=request.evaluation.model_dump(mode="json"),
         attempt=0,
         max_attempts=settings.max_attempts,
         cancel_requested=False,
