@@ -1,7 +1,7 @@
 """A real `eraser serve` (local profile: SQLite, filesystem broker, one real worker process) for
 the client, CLI and console tests, and API keys issued in its database.
 
-A uniquely named module (tests are not a package) shared by tests/client and tests/ui.
+A uniquely named module (tests are not a package) shared by tests/api_client and tests/ui.
 """
 
 import os
