@@ -7,6 +7,7 @@ Rates and thresholds are percentages (0-100); the alignment score is a CLIP cosi
 
 import unicodedata
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -15,6 +16,14 @@ MAX_PROMPTS = 64
 MAX_SEEDS = 16
 MAX_PROMPT_CHARS = 300
 MAX_SEED = 2**32 - 1  # numpy-compatible seeds, accepted by every generator
+# What the prompt validator below refuses, said in the OpenAPI document too (control characters
+# are Unicode category Cc: U+0000–001F and U+007F–009F; at least one visible character).
+_NOT_CONTROL = "[^\\u0000-\\u001f\\u007f-\\u009f]"
+_PROMPT_PATTERN = f"^{_NOT_CONTROL}*[^\\s\\u0000-\\u001f\\u007f-\\u009f]{_NOT_CONTROL}*$"
+PromptText = Annotated[
+    str, Field(max_length=MAX_PROMPT_CHARS, json_schema_extra={"pattern": _PROMPT_PATTERN})
+]
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 
 class Acceptance(StrEnum):
@@ -63,12 +72,12 @@ class EvaluationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(True, description="False skips the stage (acceptance: not_evaluated).")
-    erasure_prompts: list[str] = Field(
+    erasure_prompts: list[PromptText] = Field(
         default_factory=list,
         max_length=MAX_PROMPTS,
         description="Prompts that should no longer show the concept, added to the defaults.",
     )
-    preservation_prompts: list[str] = Field(
+    preservation_prompts: list[PromptText] = Field(
         default_factory=list,
         max_length=MAX_PROMPTS,
         description="Prompts whose content must survive, added to the defaults.",
@@ -78,10 +87,11 @@ class EvaluationRequest(BaseModel):
         description="Include the default prompts (templates around each concept; AP's "
         "adversarial concepts and generic prompts). False: only the prompts listed here.",
     )
-    seeds: list[int] = Field(
+    seeds: list[Seed] = Field(
         default_factory=lambda: [0, 1, 2],
         min_length=1,
         max_length=MAX_SEEDS,
+        json_schema_extra={"uniqueItems": True},
         description="One image per prompt and seed, the same seeds for the base and the erased "
         "model.",
     )

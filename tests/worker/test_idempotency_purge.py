@@ -16,7 +16,7 @@ from core.jobs.models import IdempotencyRecord, IdempotencyState, Job
 from core.settings import Settings
 from worker.reaper import reap_once
 
-BODY = {"model": "demo", "concepts": ["cat"]}
+BODY = {"model": "demo", "concepts": ["ring"]}
 
 
 def _post(client: httpx.Client, key: str) -> httpx.Response:

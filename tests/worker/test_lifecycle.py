@@ -167,6 +167,7 @@ def test_progress_and_checkpoints_are_written_for_the_owner_only(
         (
             "progress",
             {
+                "stage": "training",
                 "step": 3,
                 "total": 10,
                 "losses": {"erase": 0.5, "preserve": None},
