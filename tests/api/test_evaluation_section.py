@@ -50,11 +50,11 @@ def test_a_job_keeps_the_evaluation_it_asked_for(alice: httpx.Client) -> None:
     [
         ({"seeds": [1, 1]}, ["seeds"]),
         ({"seeds": []}, ["seeds"]),
-        ({"seeds": [2**40]}, ["seeds"]),
+        ({"seeds": [2**40]}, ["seeds", 0]),  # the item, named by its index
         ({"seeds": list(range(17))}, ["seeds"]),
         ({"erasure_prompts": ["a\u0000b"]}, ["erasure_prompts"]),
         ({"preservation_prompts": [" "]}, ["preservation_prompts"]),
-        ({"preservation_prompts": ["p" * 301]}, ["preservation_prompts"]),
+        ({"preservation_prompts": ["p" * 301]}, ["preservation_prompts", 0]),
         ({"erasure_prompts": [f"p{i}" for i in range(65)]}, ["erasure_prompts"]),
         ({"acceptance": {"min_erasure_rate": 150}}, ["acceptance", "min_erasure_rate"]),
         ({"acceptance": {"max_preservation_drop": -1}}, ["acceptance", "max_preservation_drop"]),
