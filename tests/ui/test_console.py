@@ -15,6 +15,7 @@ import pytest
 from fast_job import FAST_HYPERPARAMETERS
 from local_server import LocalServer
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -27,6 +28,9 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 JOB_TIMEOUT_S = 240
 ADVANCED = {key: value for key, value in FAST_HYPERPARAMETERS.items() if key != "iterations"}
+
+# The page redraws parts of itself live: an element found a moment ago may be replaced.
+_REDRAWN = (StaleElementReferenceException,)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +65,9 @@ def sign_in(browser: WebDriver, server: LocalServer, key: str) -> None:
     assert browser.current_url.endswith("/ui/signin")
     browser.find_element(By.ID, "api_key").send_keys(key)
     browser.find_element(By.ID, "signin").click()
-    WebDriverWait(browser, 20).until(lambda b: b.current_url.endswith("/ui/jobs"))
+    WebDriverWait(browser, 20, ignored_exceptions=_REDRAWN).until(
+        lambda b: b.current_url.endswith("/ui/jobs")
+    )
 
 
 def fill_job_form(browser: WebDriver, server: LocalServer, label: str) -> str:
@@ -73,7 +79,9 @@ def fill_job_form(browser: WebDriver, server: LocalServer, label: str) -> str:
     browser.find_element(By.TAG_NAME, "summary").click()
     browser.find_element(By.ID, "hyperparameters").send_keys(json.dumps(ADVANCED))
     browser.find_element(By.ID, "submit-job").click()
-    WebDriverWait(browser, 20).until(lambda b: re.search(r"/ui/jobs/[0-9a-f-]{36}$", b.current_url))
+    WebDriverWait(browser, 20, ignored_exceptions=_REDRAWN).until(
+        lambda b: re.search(r"/ui/jobs/[0-9a-f-]{36}$", b.current_url)
+    )
     return browser.current_url.rsplit("/", 1)[-1]
 
 
@@ -102,7 +110,7 @@ def test_sign_in_submit_watch_download_cancel_sign_out(
     browser.switch_to.new_window("tab")
     second = fill_job_form(browser, server, "second")
     browser.find_element(By.ID, "cancel-job").click()
-    WebDriverWait(browser, 30).until(
+    WebDriverWait(browser, 30, ignored_exceptions=_REDRAWN).until(
         lambda b: (
             b.find_element(By.CSS_SELECTOR, "#status .badge").text.lower()
             in {"cancelled", "cancelling"}
@@ -130,7 +138,7 @@ def test_sign_in_submit_watch_download_cancel_sign_out(
 
     # The results panel arrived without a reload: grid loaded, loss curves drawn.
     grid = browser.find_element(By.ID, "grid")
-    WebDriverWait(browser, 20).until(
+    WebDriverWait(browser, 20, ignored_exceptions=_REDRAWN).until(
         lambda b: b.execute_script(
             "return arguments[0].complete && arguments[0].naturalWidth", grid
         )
@@ -146,10 +154,10 @@ def test_sign_in_submit_watch_download_cancel_sign_out(
     # Download an artifact by its link; it is byte-identical to what the manifest lists.
     browser.find_element(By.LINK_TEXT, "delta.safetensors").click()
     target = downloads / "delta.safetensors"
-    WebDriverWait(browser, 30).until(lambda _: target.exists())
+    WebDriverWait(browser, 30, ignored_exceptions=_REDRAWN).until(lambda _: target.exists())
     with EraserClient(server.url, key) as eraser:
         manifest = {a.name: a for a in eraser.artifacts(first)}
-    WebDriverWait(browser, 30).until(
+    WebDriverWait(browser, 30, ignored_exceptions=_REDRAWN).until(
         lambda _: target.stat().st_size == manifest["delta.safetensors"].bytes
     )
     assert hashlib.sha256(target.read_bytes()).hexdigest() == manifest["delta.safetensors"].sha256
@@ -164,7 +172,9 @@ def test_sign_in_submit_watch_download_cancel_sign_out(
 
     # Sign out: back to the sign-in page, and the old cookie opens nothing any more.
     browser.find_element(By.ID, "signout").click()
-    WebDriverWait(browser, 20).until(lambda b: b.current_url.endswith("/ui/signin"))
+    WebDriverWait(browser, 20, ignored_exceptions=_REDRAWN).until(
+        lambda b: b.current_url.endswith("/ui/signin")
+    )
     browser.add_cookie({"name": "eraser_session", "value": session_cookie["value"], "path": "/ui"})
     browser.get(f"{server.url}/ui/jobs/{first}")
     assert browser.current_url.endswith("/ui/signin")
