@@ -4,6 +4,7 @@ with several seeds, compared at equal erasure with paired 95 % confidence interv
     python bench/sweep.py [--concepts all] [--jobs red+orange,circle+square,ring+blue]
                           [--methods esd,ap,ap:gumbel,ap:damage] [--seeds 3]
                           [--images-per-caption N] [--workers 2] [--quick] [--out FILE]
+    python bench/sweep.py --merge colours.json --merge shapes.json [--out FILE]
 
 A method is `esd`, `ap` (the default adversary) or `ap:<variant>`: `ap:gumbel` sets
 Hyperparameters.adversary = "gumbel"; `ap:key=value/key=value` sets any knob. The first method is
@@ -11,6 +12,7 @@ the reference of the paired differences. Every run uses core/assets/toyworld/rec
 and the real engine (`core.erasure.erase`). Prints one table (equal-erasure ESR, each method's
 PSR there with its interval, the paired difference, the kept concept each method hurts most and
 the final ESR) and writes the JSON report (per-run tallies included, so it can be re-analysed).
+`--merge` prints one table from reports of separate sittings measured with the same settings.
 docs/proving_protocol.md says what the numbers mean and how long the full sweep takes.
 """
 
@@ -32,6 +34,7 @@ from core.toyworld.sweep import (
     default_jobs,
     job_name,
     markdown_table,
+    merge_reports,
     parse_jobs,
     parse_method_specs,
     run_sweep,
@@ -85,6 +88,13 @@ IMAGES_PER_CAPTION = 6
     show_default=True,
     help="Folder of the judge's weights.",
 )
+@click.option(
+    "--merge",
+    "merged",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Run nothing: merge these reports (same settings, different jobs) into one table.",
+)
 def main(
     concept_text: str,
     jobs_text: str,
@@ -96,7 +106,17 @@ def main(
     quick: bool,
     out: Path | None,
     judge_dir: Path,
+    merged: tuple[Path, ...],
 ) -> None:
+    if merged:
+        try:
+            report = merge_reports([json.loads(p.read_text()) for p in merged])
+        except (ValueError, KeyError) as error:
+            raise click.BadParameter(str(error), param_hint="--merge") from error
+        if out:
+            out.write_text(json.dumps(report, indent=2))
+        click.echo(markdown_table(report))
+        return
     recommended = Recommended.load(RECOMMENDED_FILE)
     jobs: list[tuple[str, ...]]
     try:

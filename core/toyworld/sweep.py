@@ -457,6 +457,49 @@ def _mean_row(rows: list[EqualErasure], methods: list[str]) -> dict[str, Any]:
     return out
 
 
+def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One report from sweeps run separately with the same settings on different jobs (the
+    colours and the shapes do not fit in one sitting on 2 cores). Rows are concatenated; the mean
+    over single concepts is the same joint bootstrap a single sitting computes: each row's
+    replicates are recomputed from its stored curves with the same resampling weights (same
+    seeds, same image seeds, same bootstrap seed), so the merge equals one big sweep."""
+    if not reports:
+        raise ValueError("nothing to merge")
+    compared = ("methods", "seeds", "train_method", "hyperparameters", "evaluation")
+    first = reports[0]["settings"]
+    for report in reports[1:]:
+        differ = [k for k in compared if report["settings"][k] != first[k]]
+        if differ:
+            raise ValueError(f"reports measured differently: {', '.join(differ)}")
+    rows: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        for row in report["rows"]:
+            rows.setdefault(job_name(row["concepts"]), row)
+    single = [
+        equal_erasure_with_ci(
+            {
+                name: Curve(
+                    steps=raw["steps"],
+                    tallies=[[Tally.from_dict(t) for t in run] for run in raw["tallies"]],
+                )
+                for name, raw in row["curves"].items()
+            },
+            row["concepts"],
+            replicates=first["bootstrap_replicates"],
+        )
+        for row in rows.values()
+        if len(row["concepts"]) == 1
+    ]
+    return {
+        "settings": {**first, "jobs": [list(r["concepts"]) for r in rows.values()]},
+        "merged_from": len(reports),
+        "rows": list(rows.values()),
+        "mean_over_single_concepts": _mean_row(single, list(first["methods"])),
+        "wall_time_s": sum(r["wall_time_s"] for r in reports),
+        "cpu_s": {k: sum(r["cpu_s"][k] for r in reports) for k in ("train", "judge")},
+    }
+
+
 def _cell(interval: dict[str, float]) -> str:
     return str(Interval(interval["estimate"], interval["low"], interval["high"]))
 

@@ -35,9 +35,7 @@ def _erase(adversary: AdversaryKind, out: Path) -> StableDiffusionPipeline:
             concepts=[ERASED],
             method=Method.AP,
             train_method=recommended.train_method,
-            hyperparameters=recommended.hyperparameters.model_copy(
-                update={"adversary": adversary}
-            ),
+            hyperparameters=recommended.hyperparameters.model_copy(update={"adversary": adversary}),
             seed=0,
             device="cpu",
             checkpoint_every=0,

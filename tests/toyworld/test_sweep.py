@@ -74,3 +74,39 @@ def test_a_spec_naming_an_unknown_knob_is_refused_before_any_run() -> None:
     with pytest.raises(SystemExit) as exit_info:
         _sweep("--concepts", "ring", "--methods", "esd,ap:adversary_steps=-3", "--quick")
     assert exit_info.value.code == 2
+
+
+COLOUR_SWEEP = Path(__file__).resolve().parents[2] / "docs" / "img" / "sweep_colours.json"
+
+
+def test_merging_two_sittings_gives_the_mean_one_sitting_gives(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The committed colour sweep, cut in two as if run in two sittings, then merged back
+    whole = json.loads(COLOUR_SWEEP.read_text())
+    halves: list[Path] = []
+    for rows in (whole["rows"][:3], whole["rows"][3:]):
+        path = tmp_path / f"part{len(halves)}.json"
+        path.write_text(json.dumps({**whole, "rows": rows}))
+        halves.append(path)
+    out = tmp_path / "merged.json"
+    _sweep("--merge", str(halves[0]), "--merge", str(halves[1]), "--out", str(out))
+    merged = json.loads(out.read_text())
+    assert [r["concepts"] for r in merged["rows"]] == [r["concepts"] for r in whole["rows"]]
+    assert merged["mean_over_single_concepts"] == whole["mean_over_single_concepts"]
+    assert "| mean of 6 single concepts |" in capsys.readouterr().out
+
+
+def test_reports_measured_differently_are_not_merged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    whole = json.loads(COLOUR_SWEEP.read_text())
+    other = json.loads(COLOUR_SWEEP.read_text())
+    other["settings"]["hyperparameters"]["iterations"] = 300
+    paths = [tmp_path / "a.json", tmp_path / "b.json"]
+    for path, report in zip(paths, (whole, other), strict=True):
+        path.write_text(json.dumps(report))
+    with pytest.raises(SystemExit) as exit_info:
+        _sweep("--merge", str(paths[0]), "--merge", str(paths[1]))
+    assert exit_info.value.code == 2
+    assert "hyperparameters" in capsys.readouterr().err
