@@ -194,17 +194,20 @@ def main() -> int:
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
-        succeeded = False
+        outcome = "FAILED"
         try:
             wait_until_ready(server_url, server, log)
-            succeeded = run_demo(server_url, environment, data_dir / "demo-downloads")
+            if run_demo(server_url, environment, data_dir / "demo-downloads"):
+                outcome = "succeeded"
+        except KeyboardInterrupt:  # Ctrl-C: a user's choice, not a crash to show a traceback of
+            outcome = "interrupted"
+            print("\ninterrupted: stopping eraser serve")
         finally:
             if server.poll() is None:
                 server.send_signal(signal.SIGINT)  # what Ctrl-C does
                 server.wait(timeout=60)
-    print(f"stopped eraser serve. demo {'succeeded' if succeeded else 'FAILED'} "
-          f"in {duration(time.monotonic() - started)}")  # fmt: skip
-    return 0 if succeeded else 1
+    print(f"stopped eraser serve. demo {outcome} in {duration(time.monotonic() - started)}")
+    return {"succeeded": 0, "interrupted": 130}.get(outcome, 1)
 
 
 if __name__ == "__main__":
