@@ -172,7 +172,7 @@ class JobProgress:
 
     def print(self, text: str) -> None:
         """A line of the caller's own, above the bar on a terminal."""
-        self.console.print(text, highlight=False, markup=False)
+        self.console.print(text, highlight=False, markup=False, soft_wrap=True)  # a log: no wrap
 
     def on_event(self, event: Event) -> None:
         data = event.data

@@ -47,7 +47,8 @@ def long_job_log() -> tuple[list[str], list[float]]:
         )
         return events[-1]
 
-    console = Console(file=log, force_terminal=False, width=140)
+    # A narrow console: a log line is never wrapped (a pipe or a CI log has no width).
+    console = Console(file=log, force_terminal=False, width=40)
     with JobProgress("job", console, clock=clock) as display:
 
         def send(kind: str, **data: object) -> None:
