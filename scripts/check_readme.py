@@ -6,10 +6,11 @@ The clone is `git clone` of this checkout's HEAD into a temporary folder, with t
 `.venv` linked in (what `make setup` would build; PYTHONPATH points at the clone, as its own
 editable install would) and activated, as the README's quickstart asks.
 Blocks run in order, each in its own `bash -e -o pipefail`, sharing the variables the earlier
-ones set (a README reads top to bottom: `KEY=…` in one block, `$KEY` in the next). ```python
-blocks run with the venv's python. Background processes a block starts (`eraser serve &`) are
-stopped at the end. Skipped, each with its reason: blocks that need Docker or a GPU host, and
-`make test`/`make demo` (the suite runs itself; the demo has its own test).
+ones set (a README reads top to bottom: `KEY=…` in one block, `$KEY` in the next); ```python
+blocks run with the venv's python in that same shell, so the variables exported before reach
+them. Background processes a block starts (`eraser serve &`) are stopped at the end. Skipped,
+each with its reason: blocks that need Docker or a GPU host, and the block of `make test` and
+`make demo` (the suite runs itself; the demo has its own test, tests/ops/test_local_demo.py).
 
 Prints one line per block (ok / FAILED / skipped, with the README line) and the output of the
 failures; exit status 1 if any block failed.
@@ -33,7 +34,7 @@ HEADING = re.compile(r"^#+ (.*)$", re.MULTILINE)
 # (pattern in the block or its section title, why it is not run here)
 SKIPS = (
     ("docker compose", "needs Docker and a GPU host"),
-    ("make test", "runs the whole suite: run it yourself"),
+    ("make test", "make test runs the whole suite; make demo has its own test"),
     ("GPU hosts", "needs Docker and a GPU host"),
 )
 
@@ -73,15 +74,18 @@ def blocks(readme: str) -> list[Block]:
 def run_block(
     block: Block, clone: Path, state: Path, pids: Path, timeout: float
 ) -> tuple[bool, str]:
+    body = block.text
     if block.language == "python":
-        command = [str(clone / ".venv" / "bin" / "python"), "-c", block.text]
-    else:
-        script = (  # on exit, even a failed one: what it started, and the variables it set
-            f"trap 'jobs -p >> {pids}; export -p > {state}' EXIT\n"
-            f"set -a; source {state}; . .venv/bin/activate; set -eo pipefail\n"
-            f"{block.text}\n"
-        )
-        command = ["bash", "-c", script]
+        # In the shell the earlier blocks left: `export ERASER_API_KEY=…` reaches the client.
+        program = pids.with_name(f"block-{block.line}.py")
+        program.write_text(block.text)
+        body = f"python {program}"
+    script = (  # on exit, even a failed one: what it started, and the variables it set
+        f"trap 'jobs -p >> {pids}; export -p > {state}' EXIT\n"
+        f"set -a; source {state}; . .venv/bin/activate; set -eo pipefail\n"
+        f"{body}\n"
+    )
+    command = ["bash", "-c", script]
     # The clone's own code, as its own `pip install -e` would give (the venv is borrowed).
     environment = {**os.environ, "PYTHONPATH": str(clone)}
     # A file, not a pipe: a background process (`eraser serve &`) keeps the output open, and

@@ -5,16 +5,17 @@ story (what it is doing, a progress bar with an ETA, where the results are).
    ERASER_DATA_DIR, default ./var) on `--port` (default: a free one); its log goes to a file;
 2. issues an API key with `eraser keys create`;
 3. submits an erasure job on the built-in `demo` model over HTTP;
-4. follows its Server-Sent Events to the end: training as a progress bar, then the sample grid;
-5. downloads every artifact, checks each sha256 against the manifest, says where they are;
+4. follows its events to the end with the client's progress display, the one `eraser jobs
+   submit --wait` draws (client/progress.py): a live bar on a terminal, a line per tenth of each
+   stage in a log;
+5. downloads every artifact with the client (each sha256 checked against the manifest), says
+   where they are;
 6. stops the server the way a user would (Ctrl-C, i.e. SIGINT).
 
-Exit status 0 only if the job succeeded and every artifact verified. The progress bar is
-written here (a dozen lines), not taken from a client library: the script stands on its own.
+Exit status 0 only if the job succeeded and every artifact verified.
 """
 
 import argparse
-import hashlib
 import json
 import os
 import signal
@@ -22,20 +23,20 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import httpx
-from httpx_sse import connect_sse
+from rich.console import Console
 
+from client import EraserClient, Event, IntegrityError, Job, JobStatus
+from client.progress import JobProgress, wait_with_progress
 from core.local import local_environment
 from core.settings import Profile, Settings
 from core.toyworld.paths import RECOMMENDED_FILE
 
 START_TIMEOUT_S = 120
 JOB_TIMEOUT_S = 1800
-BAR_WIDTH = 30
 NEXT_STEPS = {
     "samples.png": "before | after grid: rings gone in any colour, other shapes kept",
     "delta.safetensors": "the erased weights: eraser apply --model demo --delta … --out erased",
@@ -64,36 +65,6 @@ def demo_job() -> dict[str, Any]:
 def duration(seconds: float) -> str:
     seconds = max(0, round(seconds))
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
-
-
-class ProgressBar:
-    """`[#####-----]  50/100  50% | ETA 40s`: redrawn in place on a terminal; elsewhere (a CI
-    log, a pipe) one line per tenth, so a log stays short."""
-
-    def __init__(self, out: TextIO = sys.stdout) -> None:
-        self.out = out
-        self.tty = out.isatty()
-        self.first: tuple[int, float] | None = None  # (step, time) of the first update seen
-        self.printed_tenth = -1
-
-    def update(self, step: int, total: int) -> None:
-        now = time.monotonic()
-        self.first = self.first or (step - 1, now)
-        done_here = step - self.first[0]
-        rate = (now - self.first[1]) / done_here if done_here > 1 else None  # s per update
-        eta = "…" if rate is None else duration(rate * (total - step))
-        filled = BAR_WIDTH * step // total
-        line = (
-            f"  [{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {step:>4}/{total} "
-            f"{100 * step // total:3d}% | ETA {eta}"
-        )
-        tenth = 10 * step // total
-        if self.tty:
-            self.out.write("\r" + line + ("\n" if step == total else ""))
-        elif tenth > self.printed_tenth:
-            self.printed_tenth = tenth
-            self.out.write(line + "\n")
-        self.out.flush()
 
 
 def claim_port(port: int) -> int:
@@ -136,83 +107,71 @@ def create_api_key(environment: dict[str, str]) -> str:
     return result.stdout.strip().splitlines()[0]
 
 
-def follow(client: httpx.Client, job_id: str) -> dict[str, Any]:
-    """Tell the job's story from its events; return the final event ({"kind", "data"})."""
-    bar, started, trained_at = ProgressBar(), time.monotonic(), 0.0
-    path = f"/v1/jobs/{job_id}/events"
-    with connect_sse(client, "GET", path, timeout=JOB_TIMEOUT_S) as events:
-        events.response.raise_for_status()
-        for message in events.iter_sse():
-            if not message.data:
-                continue
-            event = message.json()
-            kind, data = event["kind"], event["data"]
-            if kind == "claimed":
-                print("  the worker took the job: loading the model, choosing candidates")
-            elif kind == "resumed":
-                print(f"  resumed from the checkpoint at step {data['step']}")
-            elif kind == "progress":
-                bar.update(data["step"], data["total"])
-                if data["step"] == data["total"]:
-                    trained_at = time.monotonic()
-                    print(f"  trained in {duration(trained_at - started)}; now the before/after "
-                          "grid: both models draw every prompt …")  # fmt: skip
-            elif kind in ("succeeded", "failed", "cancelled"):
-                if kind == "succeeded":
-                    print(f"  grid and artifacts done in {duration(time.monotonic() - trained_at)}")
-                return dict(event)
-    return {"kind": "disconnected", "data": {}}
+class Story:
+    """The demo's own lines between the progress display's: what the worker is doing, and how
+    long training and the rest took."""
 
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.trained_at: float | None = None
 
-def download_artifacts(client: httpx.Client, job_id: str, target: Path) -> bool:
-    manifest = client.get(f"/v1/jobs/{job_id}/artifacts").raise_for_status().json()
-    all_verified = True
-    for artifact in manifest["artifacts"]:
-        path = target / artifact["name"]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256()
-        with (
-            client.stream("GET", f"/v1/jobs/{job_id}/artifacts/{artifact['name']}") as response,
-            path.open("wb") as sink,
+    def on_event(self, event: Event, display: JobProgress) -> None:
+        data = event.data
+        if event.kind == "claimed":
+            display.print("  the worker took the job: loading the model, choosing candidates")
+        elif (
+            event.kind == "progress"
+            and data.get("stage", "training") == "training"
+            and data.get("step") == data.get("total")
+            and self.trained_at is None
         ):
-            response.raise_for_status()
-            for chunk in response.iter_bytes():
-                digest.update(chunk)
-                sink.write(chunk)
-        verified = digest.hexdigest() == artifact["sha256"]
-        all_verified &= verified
-        status = "sha256 ok" if verified else "SHA256 MISMATCH"
-        print(f"    {artifact['name']:<42} {artifact['bytes']:>10} B  {status}")
-    return all_verified
+            self.trained_at = time.monotonic()
+            display.print(
+                f"  trained in {duration(self.trained_at - self.started)}; now the before/after "
+                "grid (both models draw every prompt), then the evaluation"
+            )
+        elif event.kind == "succeeded" and self.trained_at is not None:
+            rest = duration(time.monotonic() - self.trained_at)
+            display.print(f"  grid, evaluation and artifacts took {rest}")
+
+
+def download_artifacts(eraser: EraserClient, job: Job, target: Path) -> bool:
+    """Every artifact, each sha256 checked by the client against the manifest."""
+    try:
+        eraser.download(job, target)
+    except IntegrityError as error:
+        print(f"    SHA256 MISMATCH: {error}")
+        return False
+    for artifact in eraser.artifacts(job):
+        print(f"    {artifact.name:<42} {artifact.bytes:>10} B  sha256 ok")
+    return True
 
 
 def run_demo(server_url: str, environment: dict[str, str], downloads: Path) -> bool:
     key = create_api_key(environment)
     print("2/5 created an API key for principal 'demo' (eraser keys create)")
-    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": str(uuid.uuid4())}
-    with httpx.Client(base_url=server_url, headers=headers, timeout=60) as client:
+    with EraserClient(server_url, key) as eraser:
         body = demo_job()
-        response = client.post("/v1/jobs", json=body)
-        if response.status_code != 202:
-            print(f"job refused: {response.status_code} {response.text}")
-            return False
-        job_id = response.json()["id"]
+        job = eraser.create_job(body)  # with an Idempotency-Key: a retry never makes a second job
         iterations = body["hyperparameters"]["iterations"]
-        print(f"3/5 submitted job {job_id}: erase 'ring' from model 'demo' "
+        print(f"3/5 submitted job {job.id}: erase 'ring' from model 'demo' "
               f"(AP, {iterations} updates) — POST /v1/jobs")  # fmt: skip
-        print("4/5 following its events (GET /v1/jobs/<id>/events, Server-Sent Events)")
-        final = follow(client, job_id)
-        if final["kind"] != "succeeded":
-            print(f"job ended {final['kind']}: {final['data']}")
+        print("4/5 following it (its events, as `eraser jobs submit --wait` does):")
+        job = wait_with_progress(
+            eraser, job, console=Console(highlight=False), timeout=JOB_TIMEOUT_S,
+            on_event=Story().on_event,
+        )  # fmt: skip
+        if job.status != JobStatus.SUCCEEDED:
+            print(f"job ended {job.status.value}: {job.error}")
             return False
-        for warning in client.get(f"/v1/jobs/{job_id}").json()["result"].get("warnings", []):
+        for warning in (job.result or {}).get("warnings", []):
             print(f"  note: {warning}")
-        target = downloads / job_id
+        target = downloads / job.id
         print(f"5/5 downloading the artifacts to {target}:")
-        verified = download_artifacts(client, job_id, target)
+        verified = download_artifacts(eraser, job, target)
         print("  look at:")
         for name, what in NEXT_STEPS.items():
-            print(f"    {target / name}\n      {what}")
+            print(f"    {name:<18} {what}")
         return verified
 
 
@@ -235,17 +194,20 @@ def main() -> int:
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
-        succeeded = False
+        outcome = "FAILED"
         try:
             wait_until_ready(server_url, server, log)
-            succeeded = run_demo(server_url, environment, data_dir / "demo-downloads")
+            if run_demo(server_url, environment, data_dir / "demo-downloads"):
+                outcome = "succeeded"
+        except KeyboardInterrupt:  # Ctrl-C: a user's choice, not a crash to show a traceback of
+            outcome = "interrupted"
+            print("\ninterrupted: stopping eraser serve")
         finally:
             if server.poll() is None:
                 server.send_signal(signal.SIGINT)  # what Ctrl-C does
                 server.wait(timeout=60)
-    print(f"stopped eraser serve. demo {'succeeded' if succeeded else 'FAILED'} "
-          f"in {duration(time.monotonic() - started)}")  # fmt: skip
-    return 0 if succeeded else 1
+    print(f"stopped eraser serve. demo {outcome} in {duration(time.monotonic() - started)}")
+    return {"succeeded": 0, "interrupted": 130}.get(outcome, 1)
 
 
 if __name__ == "__main__":

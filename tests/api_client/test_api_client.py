@@ -210,6 +210,31 @@ def test_the_terminal_progress_bar_shows_step_stage_loss_and_eta(
             display.on_event(event)
     drawn = screen.getvalue()
     total = FAST_HYPERPARAMETERS["iterations"]
-    assert f"{total}/{total} steps" in drawn
+    assert f"{total}/{total} steps 100%" in drawn
     assert "loss " in drawn and "ETA " in drawn
     assert "succeeded" in drawn
+
+
+def test_off_a_terminal_a_real_jobs_log_ends_with_the_last_step_and_the_outcome(
+    server: LocalServer, api_key: str, finished: tuple[Job, list[Event], FaultyTransport]
+) -> None:
+    """What `eraser jobs submit --wait` writes into a CI log, from a real job's events: the bar
+    as lines (a tenth at most apart, never more than the events), the last step at 100 % with
+    ETA 0:00, each state once, the outcome last. (The bound on a long job's log, with far more
+    events than a 20-update job sends: tests/api_client/test_progress_log.py.)"""
+    log = io.StringIO()
+    console = Console(file=log, force_terminal=False, width=80)
+    with EraserClient(server.url, api_key) as eraser:
+        events = eraser.events(finished[0]).items
+    total = FAST_HYPERPARAMETERS["iterations"]
+    sent = sum(event.kind == "progress" for event in events)
+    with JobProgress(finished[0].id, console) as display:
+        for event in events:
+            display.on_event(event)
+    lines = log.getvalue().splitlines()
+    bars = [line for line in lines if line.startswith("training ") and "%" in line]
+    assert 2 <= len(bars) <= min(sent, 11), lines
+    assert f"] {total}/{total} 100%" in bars[-1] and "ETA 0:00" in bars[-1], bars
+    assert lines[-1] == "succeeded", lines
+    states = [line for line in lines if line not in bars]
+    assert len(states) == len(set(states)), lines  # a checkpoint is not news in a log

@@ -9,8 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from client.progress import plain_bar
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEMO_TIMEOUT_S = 400
+DEMO_TIMEOUT_S = 600  # measured 7 min 23 s at load 5 on 2 cores (2026-12-02)
 
 
 def test_make_demo_runs_a_job_end_to_end_on_the_local_profile(tmp_path: Path) -> None:
@@ -39,9 +41,13 @@ def test_make_demo_runs_a_job_end_to_end_on_the_local_profile(tmp_path: Path) ->
     serve_log = (data_dir / "demo-serve.log").read_text()
     for text in (output, serve_log):
         assert not re.search(r"WARNING|ERROR|Traceback", text), text
-    bars = re.findall(r"^  \[[#-]{30}\] +(\d+)/100 +\d+% \| ETA (\S+)$", output, re.MULTILINE)
-    assert len(bars) >= 5 and bars[-1] == ("100", "0s"), output
-    assert any(eta.endswith("s") and eta != "0s" for _, eta in bars), bars
+    # Issue 12: the client's progress display (`eraser jobs submit --wait`), off a terminal here:
+    # the same bar lines as the CLI writes into a log, a tenth of the training at most apart.
+    bars = re.findall(r"^training +(\[[#-]{20}\] +(\d+)/100 +\d+%)  .*ETA (\S+)$", output, re.M)
+    assert [bar for bar, _, _ in bars] == [plain_bar(int(step), 100) for _, step, _ in bars]
+    assert 5 <= len(bars) < 20 and bars[-1][1:] == ("100", "0:00"), output
+    assert any(re.fullmatch(r"\d+:\d\d", eta) and eta != "0:00" for _, _, eta in bars), bars
+    assert output.index("  trained in ") > output.index(bars[-1][0])
     assert "samples.png" in output and "demo-downloads" in output
     verified = re.findall(r"^\s+(\S+)\s+\d+ B\s+sha256 ok$", result.stdout, re.MULTILINE)
     assert {"delta.safetensors", "manifest.json", "unet/config.json"} <= set(verified), output
