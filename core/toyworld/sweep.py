@@ -466,9 +466,15 @@ def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if not reports:
         raise ValueError("nothing to merge")
     compared = ("methods", "seeds", "train_method", "hyperparameters", "evaluation")
+
+    def settings(report: dict[str, Any]) -> dict[str, Any]:
+        # A knob added since a report was written is compared at its default (what ran then)
+        raw = report["settings"]
+        return {**raw, "hyperparameters": Hyperparameters(**raw["hyperparameters"])}
+
     first = reports[0]["settings"]
     for report in reports[1:]:
-        differ = [k for k in compared if report["settings"][k] != first[k]]
+        differ = [k for k in compared if settings(report)[k] != settings(reports[0])[k]]
         if differ:
             raise ValueError(f"reports measured differently: {', '.join(differ)}")
     rows: dict[str, dict[str, Any]] = {}
