@@ -7,14 +7,13 @@ that does not exist, so that ids cannot be probed. Writers of state go through
 
 import json
 import logging
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http import HTTPStatus
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Connection, Row, and_, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db.session import session_scope
@@ -36,6 +35,7 @@ from core.jobs.models import (
     new_job_id,
 )
 from core.jobs.pagination import Cursor, InvalidCursorError
+from core.jobs.reads import JOB_VIEW_COLUMNS, is_job_id
 from core.jobs.schemas import JobCreate, JobView
 from core.jobs.states import JobStatus, transition
 from core.jobs.validation import job_request_errors
@@ -150,17 +150,8 @@ def _insert_job(
     return body
 
 
-def _is_job_id(value: str) -> bool:
-    """Job ids are UUIDs; anything else cannot exist and never reaches SQL (Postgres refuses
-    some strings outright, e.g. with NUL bytes, which would surface as a 500)."""
-    try:
-        return str(uuid.UUID(value)) == value
-    except ValueError:
-        return False
-
-
 def get_job(session: Session, principal: str, job_id: str) -> Job:
-    if not _is_job_id(job_id):
+    if not is_job_id(job_id):
         raise JobNotFoundError(job_id)
     job = session.scalars(
         select(Job).where(Job.id == job_id, Job.principal == principal)
@@ -180,24 +171,33 @@ class JobFilter:
 
 @dataclass(frozen=True)
 class Page:
-    items: list[Job]
+    # Rows of the columns a JobView shows (core.jobs.reads.JOB_VIEW_FIELDS): JobView.of reads
+    # them as it reads a Job.
+    items: list[Row[Any]]
     has_more: bool
     next_cursor: str | None
 
 
 def list_jobs(
-    session: Session, principal: str, filters: JobFilter, *, limit: int, after: str | None
+    db: Session | Connection,
+    principal: str,
+    filters: JobFilter,
+    *,
+    limit: int,
+    after: str | None,
 ) -> Page:
-    """Newest first, keyset-paginated on (created_at, id)."""
-    query = select(Job).where(Job.principal == principal)
+    """Newest first, keyset-paginated on (created_at, id). A Core select of the shown columns
+    (no ORM entities: a page is read, never changed)."""
+    jobs = Job.__table__
+    query = select(*JOB_VIEW_COLUMNS).where(jobs.c.principal == principal)
     if filters.statuses:
-        query = query.where(Job.status.in_([status.value for status in filters.statuses]))
+        query = query.where(jobs.c.status.in_([status.value for status in filters.statuses]))
     if filters.method is not None:
-        query = query.where(Job.method == filters.method.value)
+        query = query.where(jobs.c.method == filters.method.value)
     if filters.created_after is not None:
-        query = query.where(Job.created_at >= filters.created_after)
+        query = query.where(jobs.c.created_at >= filters.created_after)
     if filters.created_before is not None:
-        query = query.where(Job.created_at < filters.created_before)
+        query = query.where(jobs.c.created_at < filters.created_before)
     if after is not None:
         try:
             cursor = Cursor.decode(after)
@@ -207,12 +207,14 @@ def list_jobs(
             ) from error
         query = query.where(
             or_(
-                Job.created_at < cursor.created_at,
-                and_(Job.created_at == cursor.created_at, Job.id < cursor.id),
+                jobs.c.created_at < cursor.created_at,
+                and_(jobs.c.created_at == cursor.created_at, jobs.c.id < cursor.id),
             )
         )
     rows = list(
-        session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1))
+        db.execute(
+            query.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit + 1)
+        ).all()
     )
     has_more = len(rows) > limit
     items = rows[:limit]
@@ -254,7 +256,7 @@ def cancel_job(session: Session, principal: str, job_id: str) -> Job:
 
 
 def _owned_job_id(session: Session, principal: str, job_id: str) -> str:
-    if not _is_job_id(job_id):
+    if not is_job_id(job_id):
         raise JobNotFoundError(job_id)
     owned = session.scalar(select(Job.id).where(Job.id == job_id, Job.principal == principal))
     if owned is None:
