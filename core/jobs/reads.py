@@ -6,14 +6,16 @@ the columns a `JobView` shows. No ORM session: no identity map, no unit of work,
 loading, nothing to flush or commit. The statements are built once; SQLAlchemy's compiled cache
 does the rest. `list_jobs` in `core.jobs.service` shares the column set.
 
-Whatever the job holds, the answer is the same as `service.get_job` + `JobView.of` give: the rows
-carry the ORM attribute names (`metadata_`), so `JobView.of` reads a row like a `Job`.
+Whatever the job holds, the answer is the same as `service.get_job` + `JobView.of` give: a
+`JobRecord` carries the ORM attribute names, so `JobView.of` reads it like a `Job`.
 """
 
 import hmac
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from datetime import datetime
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from sqlalchemy import Connection, Row, and_, bindparam, select
 from sqlalchemy.orm import Session
@@ -28,35 +30,42 @@ T = TypeVar("T")
 _jobs = Job.__table__
 _keys = ApiKey.__table__
 
-# What JobView.of reads, under the ORM attribute names (the `metadata` column is `metadata_`).
-JOB_VIEW_FIELDS = (
-    "id",
-    "status",
-    "model",
-    "concepts",
-    "method",
-    "train_method",
-    "hyperparameters",
-    "seed",
-    "sample_prompts",
-    "metadata_",
-    "evaluation",
-    "attempt",
-    "cancel_requested",
-    "progress_step",
-    "progress_total",
-    "progress_losses",
-    "progress_stage",
-    "error_code",
-    "error_message",
-    "result",
-    "created_at",
-    "updated_at",
-    "started_at",
-    "finished_at",
-    "attempt_started_at",
-    "attempt_start_step",
-)
+
+class JobRecord(NamedTuple):
+    """A job as the read path selects it: what JobView.of reads, under the ORM attribute names
+    (the `metadata` column is `metadata_`), so a view is built from it as from a `Job`. A named
+    tuple rather than SQLAlchemy's Row: its attributes are read a few times faster, and a page
+    reads 26 of them per job."""
+
+    id: str
+    status: str
+    model: str
+    concepts: list[str]
+    method: str
+    train_method: str
+    hyperparameters: dict[str, Any]
+    seed: int
+    sample_prompts: list[str]
+    metadata_: dict[str, str]
+    evaluation: dict[str, Any] | None
+    attempt: int
+    cancel_requested: bool
+    progress_step: int | None
+    progress_total: int | None
+    progress_losses: Any
+    progress_stage: str | None
+    error_code: str | None
+    error_message: str | None
+    result: Any
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempt_started_at: datetime | None
+    attempt_start_step: int | None
+
+
+JOB_VIEW_FIELDS = JobRecord._fields
 JOB_VIEW_COLUMNS = tuple(
     _jobs.c[Job.__mapper__.attrs[name].columns[0].name].label(name)  # type: ignore[union-attr]
     for name in JOB_VIEW_FIELDS
@@ -83,6 +92,11 @@ _KEY_AND_JOB = (
     .where(_LIVE_KEY)
 )
 _KEY_ONLY = select(*KEY_COLUMNS).where(_LIVE_KEY)
+
+
+def job_records(rows: Iterable[Row[Any]]) -> list[JobRecord]:
+    """Rows of JOB_VIEW_COLUMNS as JobRecords."""
+    return [JobRecord._make(row) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -114,7 +128,7 @@ def is_job_id(value: str) -> bool:
         return False
 
 
-def job_for_key(db: Connection | Session, key: str, job_id: str) -> Keyed[Row[Any]]:
+def job_for_key(db: Connection | Session, key: str, job_id: str) -> Keyed[JobRecord]:
     """One statement: the live key and its principal's job `job_id` (a row of
     JOB_VIEW_COLUMNS)."""
     if not key.startswith(KEY_SCHEME):
@@ -131,4 +145,4 @@ def job_for_key(db: Connection | Session, key: str, job_id: str) -> Keyed[Row[An
     match = key_match(row.key_id, row.key_principal, row.key_admin, row.key_last_used_at)
     if not valid_id or row.id is None:
         return Keyed(match, error=JobNotFoundError(job_id))
-    return Keyed(match, row)
+    return Keyed(match, JobRecord._make(row[len(KEY_COLUMNS) :]))

@@ -11,11 +11,11 @@ from math import isfinite
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import Row
 
 from core.evaluation_request import EvaluationRequest
 from core.hyperparameters import Hyperparameters, Method, TrainMethod
 from core.jobs.models import Artifact, Job, JobEvent
+from core.jobs.reads import JobRecord
 from core.jobs.status import JobStatus
 
 # The largest seed every backend stores (signed 64-bit column).
@@ -170,9 +170,8 @@ def _escape(code: int) -> str:
     return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
-# A job as stored: the ORM entity, or a row of its shown columns under the same attribute names
-# (core.jobs.reads.JOB_VIEW_COLUMNS, what the read path selects).
-StoredJob = Job | Row[Any]
+# A job as stored: the ORM entity, or the columns the read path selects under the same names.
+StoredJob = Job | JobRecord
 
 
 class ProgressView(BaseModel):

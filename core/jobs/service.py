@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from http import HTTPStatus
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, or_, select
+from sqlalchemy import Connection, and_, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db.session import session_scope
@@ -35,7 +35,7 @@ from core.jobs.models import (
     new_job_id,
 )
 from core.jobs.pagination import Cursor, InvalidCursorError
-from core.jobs.reads import JOB_VIEW_COLUMNS, is_job_id
+from core.jobs.reads import JOB_VIEW_COLUMNS, JobRecord, is_job_id, job_records
 from core.jobs.schemas import JobCreate, JobView
 from core.jobs.states import JobStatus, transition
 from core.jobs.validation import job_request_errors
@@ -171,9 +171,8 @@ class JobFilter:
 
 @dataclass(frozen=True)
 class Page:
-    # Rows of the columns a JobView shows (core.jobs.reads.JOB_VIEW_FIELDS): JobView.of reads
-    # them as it reads a Job.
-    items: list[Row[Any]]
+    # The columns a JobView shows: JobView.of reads them as it reads a Job.
+    items: list[JobRecord]
     has_more: bool
     next_cursor: str | None
 
@@ -211,7 +210,7 @@ def list_jobs(
                 and_(jobs.c.created_at == cursor.created_at, jobs.c.id < cursor.id),
             )
         )
-    rows = list(
+    rows = job_records(
         db.execute(
             query.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit + 1)
         ).all()
