@@ -129,8 +129,7 @@ def is_job_id(value: str) -> bool:
 
 
 def job_for_key(db: Connection | Session, key: str, job_id: str) -> Keyed[JobRecord]:
-    """One statement: the live key and its principal's job `job_id` (a row of
-    JOB_VIEW_COLUMNS)."""
+    """One statement: the live key and its principal's job `job_id`."""
     if not key.startswith(KEY_SCHEME):
         return Keyed(None)
     digest = hash_key(key)
