@@ -23,6 +23,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         context.engine.dispose()
+        context.read_engine.dispose()
 
     app = FastAPI(
         title="Eraser",

@@ -2,19 +2,24 @@
 caller's principal from a bearer key, and the JSON media-type check."""
 
 import json
-from collections.abc import AsyncIterator, Iterator
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Annotated, Any, TypeVar
 
+from anyio import to_thread
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from api.context import AppContext
 from api.problems import ApiProblem
-from core.auth.keys import match_key, touch
+from core.auth.keys import KeyMatch, match_key, touch
 from core.db.session import session_scope
 from core.jobs.errors import FieldError
+from core.jobs.reads import Keyed
 from core.settings import Settings
+
+T = TypeVar("T")
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `eraser keys create`.")
 
@@ -62,29 +67,84 @@ async def _read_session(
 ReadSession = Annotated[Session, Depends(_read_session, scope="function")]
 
 
-def _principal(
-    context: Annotated[AppContext, Depends(get_context)],
-    session: ReadSession,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
-    """The caller's principal, looked up in the request's read session. The rare write of
-    `last_used_at` (once a minute per key) goes through a short transaction of its own: it must
-    not hold a lock for the whole request (on SQLite it would block the request's other
-    transactions, such as the idempotent create)."""
-    unauthorized = {"WWW-Authenticate": 'Bearer realm="eraser"'}
-    if credentials is None:
-        raise ApiProblem(401, "unauthorized", "missing bearer API key", headers=unauthorized)
-    match = match_key(session, credentials.credentials)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+Context = Annotated[AppContext, Depends(get_context)]
+
+_UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="eraser"'}
+
+
+async def run_read(context: AppContext, read: Callable[[Connection], T]) -> T:
+    """`read` on one of the read engine's autocommit connections, in one trip to the thread
+    pool. At most READ_POOL_SIZE reads run at once per process (the others wait here, in the
+    event loop): a burst never opens connections beyond the pool only to close them again."""
+
+    def run() -> T:
+        with context.read_engine.connect() as connection:
+            return read(connection)
+
+    return await to_thread.run_sync(run, limiter=context.read_limiter)
+
+
+async def _principal(context: Context, credentials: Credentials) -> str:
+    """The caller's principal: one indexed SELECT on a read connection (no session, no
+    transaction). The rare write of `last_used_at` (once a minute per key) goes through a short
+    transaction of its own: it must not hold a lock for the whole request (on SQLite it would
+    block the request's other transactions, such as the idempotent create)."""
+    key = _bearer_key(credentials)
+
+    def identify(connection: Connection) -> KeyMatch | None:
+        match = match_key(connection, key)
+        if match is not None:
+            _touch_if_due(context, match)
+        return match
+
+    match = await run_read(context, identify)
     if match is None:
-        raise ApiProblem(401, "unauthorized", "unknown or revoked API key", headers=unauthorized)
-    if match.touch_due:
-        with session_scope(context.session_factory) as writer:
-            touch(writer, match.key_id)
+        raise _unknown_key()
     return match.principal
 
 
 Principal = Annotated[str, Depends(_principal)]
-Context = Annotated[AppContext, Depends(get_context)]
+
+
+def _bearer_key(credentials: HTTPAuthorizationCredentials | None) -> str:
+    if credentials is None:
+        raise ApiProblem(401, "unauthorized", "missing bearer API key", headers=_UNAUTHORIZED)
+    return credentials.credentials
+
+
+def _unknown_key() -> ApiProblem:
+    return ApiProblem(401, "unauthorized", "unknown or revoked API key", headers=_UNAUTHORIZED)
+
+
+def _touch_if_due(context: AppContext, match: KeyMatch) -> None:
+    if match.touch_due:
+        with session_scope(context.session_factory) as writer:
+            touch(writer, match.key_id)
+
+
+async def read_as_caller(
+    context: AppContext,
+    credentials: HTTPAuthorizationCredentials | None,
+    lookup: Callable[[Connection, str], Keyed[T]],
+) -> T:
+    """A read that authenticates the caller itself, in the same statement (GET job:
+    `reads.job_for_key`): one trip to the thread pool, one connection, one round trip. The same
+    answers as `Principal` + the read: 401 before anything else, then what the read found or
+    its error. Only for routes whose parameters cannot fail validation: a `Principal`
+    dependency answers 401 before FastAPI reports an invalid parameter; this answers after."""
+    key = _bearer_key(credentials)
+
+    def run(connection: Connection) -> Keyed[T]:
+        keyed = lookup(connection, key)
+        if keyed.key is not None:
+            _touch_if_due(context, keyed.key)
+        return keyed
+
+    keyed = await run_read(context, run)
+    if keyed.key is None:
+        raise _unknown_key()
+    return keyed.found()
 
 
 async def require_json(request: Request) -> None:

@@ -8,10 +8,18 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from api.dependencies import Context, DbSession, Principal, ReadSession, require_json
+from api.dependencies import (
+    Context,
+    Credentials,
+    DbSession,
+    Principal,
+    read_as_caller,
+    require_json,
+    run_read,
+)
 from api.problems import ApiProblem, problems
 from core.hyperparameters import Method
-from core.jobs import service
+from core.jobs import reads, service
 from core.jobs.errors import FieldError
 from core.jobs.pagination import in_utc_range
 from core.jobs.schemas import JobCreate, JobPage, JobView
@@ -83,15 +91,19 @@ def create_job(
     ),
     summary="A job: status, progress with ETA, error, result",
 )
-def get_job(
+async def get_job(
     job_id: str,
-    principal: Principal,
-    session: ReadSession,
+    context: Context,
+    credentials: Credentials,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
+    # The key and the job in one statement, one trip to the thread pool (read_as_caller).
+    job = await read_as_caller(
+        context, credentials, lambda db, key: reads.job_for_key(db, key, job_id)
+    )
     # Serialised once, by pydantic's (Rust) serializer; the ETag hashes those very bytes (the
     # field order is the model's, so equal jobs give equal bytes).
-    content = JobView.of(service.get_job(session, principal, job_id)).model_dump_json().encode()
+    content = JobView.of(job).model_dump_json().encode()
     etag = '"' + hashlib.sha256(content).hexdigest()[:32] + '"'
     if if_none_match is not None and _matches(if_none_match, etag):
         return Response(status_code=304, headers={"ETag": etag})
@@ -108,9 +120,8 @@ def get_job(
     responses=problems(401, 422),
     summary="The caller's jobs, newest first",
 )
-def list_jobs(
+async def list_jobs(
     principal: Principal,
-    session: ReadSession,
     context: Context,
     status: Annotated[list[JobStatus] | None, Query(description="Any of these states.")] = None,
     method: Method | None = None,
@@ -131,19 +142,17 @@ def list_jobs(
             f"limit is at most {settings.page_size_max}",
             errors=[FieldError(("query", "limit"), f"at most {settings.page_size_max}", "limit")],
         )
-    after_time = _date_time("created_after", created_after)
-    before_time = _date_time("created_before", created_before)
-    page = service.list_jobs(
-        session,
-        principal,
-        service.JobFilter(
-            statuses=status or (),
-            method=method,
-            created_after=after_time,
-            created_before=before_time,
+    filters = service.JobFilter(
+        statuses=status or (),
+        method=method,
+        created_after=_date_time("created_after", created_after),
+        created_before=_date_time("created_before", created_before),
+    )
+    page = await run_read(
+        context,
+        lambda db: service.list_jobs(
+            db, principal, filters, limit=limit or settings.page_size_default, after=after
         ),
-        limit=limit or settings.page_size_default,
-        after=after,
     )
     body = JobPage(
         items=[JobView.of(job) for job in page.items],

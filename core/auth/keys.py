@@ -10,9 +10,9 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from core.auth.models import ApiKey
@@ -77,24 +77,32 @@ class KeyMatch:
         return KeyIdentity(key_id=self.key_id, principal=self.principal, admin=self.admin)
 
 
-def match_key(session: Session, key: str) -> KeyMatch | None:
+_keys = ApiKey.__table__
+# Built once (Core, table columns: no ORM compile step on the per-request path).
+_LIVE_KEY = select(
+    _keys.c.id, _keys.c.principal, _keys.c.admin, _keys.c.key_hash, _keys.c.last_used_at
+).where(_keys.c.key_hash == bindparam("key_hash"), _keys.c.revoked_at.is_(None))
+
+
+def match_key(db: Session | Connection, key: str) -> KeyMatch | None:
     """The live key, read only (one indexed SELECT): the per-request path. Whether last_used_at
     needs a write is reported, not done, so that the caller can make that rare write in a short
     transaction of its own instead of turning every read into a write."""
     if not key.startswith(KEY_SCHEME):
         return None
     digest = hash_key(key)
-    row = session.execute(
-        select(
-            ApiKey.id, ApiKey.principal, ApiKey.admin, ApiKey.key_hash, ApiKey.last_used_at
-        ).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
-    ).one_or_none()
+    row = db.execute(_LIVE_KEY, {"key_hash": digest}).one_or_none()
     # The indexed lookup already matched the hash; the constant-time compare keeps timing from
     # telling anything should the lookup ever change to a prefix match.
     if row is None or not hmac.compare_digest(row.key_hash, digest):
         return None
-    due = row.last_used_at is None or utcnow() - row.last_used_at > LAST_USED_RESOLUTION
-    return KeyMatch(key_id=row.id, principal=row.principal, admin=row.admin, touch_due=due)
+    return key_match(row.id, row.principal, row.admin, row.last_used_at)
+
+
+def key_match(key_id: str, principal: str, admin: bool, last_used_at: datetime | None) -> KeyMatch:
+    """A live key as read (by match_key, or joined with what a read fetches)."""
+    due = last_used_at is None or utcnow() - last_used_at > LAST_USED_RESOLUTION
+    return KeyMatch(key_id=key_id, principal=principal, admin=admin, touch_due=due)
 
 
 def touch(session: Session, key_id: str) -> None:

@@ -80,10 +80,11 @@ class ModelText:
         letters. Lone surrogates, control and invisible characters fall outside it too."""
         if self.known_words is None:
             return ""
+        # Longest first (so that a word wins over its prefix), then by spelling: the same
+        # document from every process, whatever the set's hash order.
         spelled = sorted(
             ("".join(f"[{c.upper()}{c}]" for c in word) for word in self.known_words),
-            key=len,
-            reverse=True,
+            key=lambda spelling: (-len(spelling), spelling),
         )
         word = "(?:" + "|".join([*spelled, "[A-Za-z]"]) + ")"
         gap = _ASCII_NON_LETTER

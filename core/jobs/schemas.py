@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from core.evaluation_request import EvaluationRequest
 from core.hyperparameters import Hyperparameters, Method, TrainMethod
 from core.jobs.models import Artifact, Job, JobEvent
+from core.jobs.reads import JobRecord
 from core.jobs.status import JobStatus
 
 # The largest seed every backend stores (signed 64-bit column).
@@ -169,6 +170,10 @@ def _escape(code: int) -> str:
     return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
+# A job as stored: the ORM entity, or the columns the read path selects under the same names.
+StoredJob = Job | JobRecord
+
+
 class ProgressView(BaseModel):
     stage: str = Field(
         "training",
@@ -218,45 +223,51 @@ class JobView(BaseModel):
     finished_at: datetime | None
 
     @classmethod
-    def of(cls, job: Job) -> "JobView":
-        return cls(
-            id=job.id,
-            status=JobStatus(job.status),
-            model=job.model,
-            concepts=_readable(list(job.concepts)),
-            method=Method(job.method),
-            train_method=TrainMethod(job.train_method),
-            hyperparameters=_readable(dict(job.hyperparameters)),
-            seed=job.seed,
-            sample_prompts=_readable(list(job.sample_prompts)),
-            metadata=_readable(dict(job.metadata_)),
-            evaluation=dict(job.evaluation) if job.evaluation is not None else None,
-            attempt=job.attempt,
-            cancel_requested=job.cancel_requested,
-            progress=_progress(job),
-            error=ErrorView(code=job.error_code, message=job.error_message)
-            if job.error_code
-            else None,
-            result=_readable(job.result) if isinstance(job.result, dict) else None,
-            created_at=job.created_at,
-            updated_at=job.updated_at,
-            started_at=job.started_at,
-            finished_at=job.finished_at,
+    def of(cls, job: "StoredJob") -> "JobView":
+        # One validation of plain values (pydantic turns the stored strings into the enums and
+        # the nested dicts into ProgressView and ErrorView): the read path builds a view per
+        # job of every page it serves.
+        error_code = job.error_code
+        result = job.result
+        return cls.model_validate(
+            {
+                "id": job.id,
+                "status": job.status,
+                "model": job.model,
+                "concepts": _readable_list(job.concepts),
+                "method": job.method,
+                "train_method": job.train_method,
+                "hyperparameters": _readable(job.hyperparameters),
+                "seed": job.seed,
+                "sample_prompts": _readable_list(job.sample_prompts),
+                "metadata": _readable(job.metadata_),
+                "evaluation": job.evaluation,
+                "attempt": job.attempt,
+                "cancel_requested": job.cancel_requested,
+                "progress": _progress(job),
+                "error": {"code": error_code, "message": job.error_message} if error_code else None,
+                "result": _readable(result) if isinstance(result, dict) else None,
+                "created_at": job.created_at,
+                "updated_at": job.updated_at,
+                "started_at": job.started_at,
+                "finished_at": job.finished_at,
+            }
         )
 
 
-def _progress(job: Job) -> ProgressView | None:
-    if job.progress_step is None or not job.progress_total:
-        return None
+def _progress(job: "StoredJob") -> dict[str, Any] | None:
+    """The ProgressView's fields, or None before the first progress report."""
     step, total = job.progress_step, job.progress_total
-    return ProgressView(
-        stage=job.progress_stage or "training",
-        step=step,
-        total=total,
-        fraction=min(step / total, 1.0),
-        losses=_losses(job.progress_losses),
-        eta_seconds=_eta_seconds(job, step, total) if job.status == JobStatus.RUNNING else None,
-    )
+    if step is None or not total:
+        return None
+    return {
+        "stage": job.progress_stage or "training",
+        "step": step,
+        "total": total,
+        "fraction": min(step / total, 1.0),
+        "losses": _losses(job.progress_losses),
+        "eta_seconds": _eta_seconds(job, step, total) if job.status == JobStatus.RUNNING else None,
+    }
 
 
 def _losses(stored: Any) -> dict[str, float | None] | None:
@@ -275,10 +286,11 @@ def _losses(stored: Any) -> dict[str, float | None] | None:
 def _readable(value: Any) -> Any:
     """A stored JSON value made writable as strict JSON: non-finite floats become null, lone
     surrogates (which a SQLite row written before they were refused may hold) become '?'."""
+    if isinstance(value, str):
+        # ASCII (most stored text) has no surrogate: no copy.
+        return value if value.isascii() else value.encode("utf-8", "replace").decode("utf-8")
     if isinstance(value, float):
         return value if isfinite(value) else None
-    if isinstance(value, str):
-        return value.encode("utf-8", "replace").decode("utf-8")
     if isinstance(value, dict):
         return {_readable(str(key)): _readable(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -286,7 +298,12 @@ def _readable(value: Any) -> Any:
     return value
 
 
-def _eta_seconds(job: Job, step: int, total: int) -> float | None:
+def _readable_list(value: Any) -> list[Any]:
+    """A stored JSON array (of strings: concepts, prompts) made readable, as a new list."""
+    return [_readable(item) for item in value]
+
+
+def _eta_seconds(job: "StoredJob", step: int, total: int) -> float | None:
     """Remaining steps at the current attempt's rate: the steps it did since it started (from
     scratch or from a checkpoint) over the time it took. Time spent by an earlier, dead worker
     or waiting in the queue says nothing about this one's speed; steps restored from a checkpoint
