@@ -50,6 +50,15 @@ def default_loss_space(method: Method) -> LossSpace:
     return LossSpace.X0 if method == Method.AP else LossSpace.EPS
 
 
+class DamageScore(StrEnum):
+    """What the `damage` adversary counts as a candidate's damage."""
+
+    FULL = "full"  # its whole ε drift between θ' and θ
+    # only the drift orthogonal to the erased concept's own direction f_c − f_∅ at the same z:
+    # the part the erasure does not have to move (protecting the rest fights the erasure)
+    ORTHOGONAL = "orthogonal"
+
+
 class XtSchedule(StrEnum):
     """Where the x_t sampler leaves z relative to the t the UNet is then queried at."""
 
@@ -104,6 +113,11 @@ class Hyperparameters(BaseModel):
     )
     damage_top: int = Field(
         3, ge=1, le=1_000, description="damage: c_a drawn from the m most damaged, ∝ damage."
+    )
+    damage_score: DamageScore = Field(
+        DamageScore.FULL,
+        description="damage: full drift, or only its part orthogonal to the erased concept's "
+        "direction f_c − f_∅ (so the adversary does not protect what erasing must move).",
     )
     share_trajectory: bool = Field(
         False,

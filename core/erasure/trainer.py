@@ -28,6 +28,7 @@ from core.erasure.sampling import DdimGrid, sample_to_index
 from core.erasure.types import DivergedError
 from core.hyperparameters import (
     AdversaryKind,
+    DamageScore,
     Hyperparameters,
     LossSpace,
     Method,
@@ -257,9 +258,17 @@ class Trainer:
         return Draw(concept, k, t, x_T.to(self.setup.device))
 
     def _damage_at(self, draw: Draw, adversary: Adversary) -> torch.Tensor:
-        """ε-MSE(ε_θ'(z, t, E(w)), ε_θ(z, t, E(w))) for every candidate w at the draw's z."""
+        """ε-MSE(ε_θ'(z, t, E(w)), ε_θ(z, t, E(w))) for every candidate w at the draw's z; with
+        `damage_score=orthogonal`, of the drift's part orthogonal to d = f_c − f_∅ there."""
         s = self.setup
-        z = self._sample(draw, s.concept_embeddings[draw.concept])
+        e_c = s.concept_embeddings[draw.concept]
+        z = self._sample(draw, e_c)
+        direction = None
+        if s.hyperparameters.damage_score == DamageScore.ORTHOGONAL:
+            f = self.frozen_eps(z.expand(2, *z.shape[1:]), self._timesteps(draw.t, 2),
+                                torch.cat([s.empty_embedding, e_c]))  # fmt: skip
+            d = (f[1] - f[0]).flatten().float()
+            direction = d / d.norm().clamp_min(torch.finfo(d.dtype).tiny)
         matrix = adversary.candidates.matrix
         scores = []
         for start in range(0, len(matrix), _DAMAGE_CHUNK):
@@ -267,8 +276,10 @@ class Trainer:
             e_w = rows.view(len(rows), *s.empty_embedding.shape[1:])
             z_w = z.expand(len(rows), *z.shape[1:])
             t = self._timesteps(draw.t, len(rows))
-            drift = self.live_eps(z_w, t, e_w) - self.frozen_eps(z_w, t, e_w)
-            scores.append(drift.pow(2).flatten(1).mean(1).float())
+            drift = (self.live_eps(z_w, t, e_w) - self.frozen_eps(z_w, t, e_w)).flatten(1).float()
+            if direction is not None:
+                drift = drift - (drift @ direction)[:, None] * direction
+            scores.append(drift.pow(2).mean(1))
         return torch.cat(scores)
 
     def _adversary_steps(self) -> int:

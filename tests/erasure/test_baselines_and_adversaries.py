@@ -105,6 +105,31 @@ def test_damage_draws_favour_the_noise_levels_x0_space_weighs_most(tiny_model: P
     assert sum(k >= steps // 2 for k in ks) > 0.9 * len(ks)  # (1−ᾱ)/ᾱ grows with t
 
 
+def test_orthogonal_damage_leaves_out_the_drift_along_the_erased_concepts_direction(
+    tiny_model: Path,
+) -> None:
+    """damage_score=orthogonal scores only the part of each candidate's drift that the erasure
+    does not have to move: orthogonal to d = ε_θ(z,t,E(c)) − ε_θ(z,t,∅) at the same z."""
+    trainer = _trainer(tiny_model, adversary="damage", damage_score="orthogonal", damage_draws=1)
+    trainer.train(2, lambda: False, lambda _: None)  # θ' ≠ θ
+    adversary, setup = trainer.setup.adversaries[0], trainer.setup
+    replay = copy.deepcopy(trainer)
+    draw = replay._damage_draw(0)
+    with torch.no_grad():
+        z = replay._sample(draw, setup.concept_embeddings[0])
+        t = torch.tensor([draw.t])
+        d = (
+            trainer.frozen_eps(z, t, setup.concept_embeddings[0])
+            - trainer.frozen_eps(z, t, setup.empty_embedding)
+        ).flatten()
+        e_w = adversary.candidates.matrix[:1].view(1, *setup.empty_embedding.shape[1:])
+        drift = (trainer.live_eps(z, t, e_w) - trainer.frozen_eps(z, t, e_w)).flatten()
+    along = (drift @ d) / (d @ d) * d
+    scores = trainer._damage_at(draw, adversary)
+    assert float(scores[0]) == pytest.approx((drift - along).pow(2).mean().item(), rel=1e-3)
+    assert float(scores[0]) < drift.pow(2).mean().item()  # some drift was along d, and left out
+
+
 def test_fresh_trajectory_adversary_step_samples_its_own(tiny_model: Path) -> None:
     trainer = _trainer(tiny_model)
     trainer.unet_step()
