@@ -265,8 +265,8 @@ class Trainer:
         z = self._sample(draw, e_c)
         direction = None
         if s.hyperparameters.damage_score == DamageScore.ORTHOGONAL:
-            f = self.frozen_eps(z.expand(2, *z.shape[1:]), self._timesteps(draw.t, 2),
-                                torch.cat([s.empty_embedding, e_c]))  # fmt: skip
+            both = torch.cat([s.empty_embedding, e_c])
+            f = self.frozen_eps(z.expand(2, *z.shape[1:]), self._timesteps(draw.t, 2), both)
             d = (f[1] - f[0]).flatten().float()
             direction = d / d.norm().clamp_min(torch.finfo(d.dtype).tiny)
         matrix = adversary.candidates.matrix
