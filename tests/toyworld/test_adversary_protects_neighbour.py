@@ -10,16 +10,13 @@ noise at this picture count."""
 from pathlib import Path
 
 import numpy as np
+from demo_erasure import erase_demo_model
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
-from safetensors.torch import load_file
 
-from core.erasure import erase
-from core.erasure.types import ErasureConfig
-from core.hyperparameters import AdversaryKind, Method
-from core.toyworld.evaluate import Prompt, SamplingSettings, generate_and_judge, with_ddim
+from core.hyperparameters import AdversaryKind
+from core.toyworld.evaluate import Prompt, SamplingSettings, generate_and_judge
 from core.toyworld.judge import Judge
 from core.toyworld.metrics import Z_95
-from core.toyworld.paths import DEMO_MODEL_DIR
 from core.toyworld.recommended import Recommended
 from core.toyworld.world import SHAPES
 
@@ -28,24 +25,8 @@ JUDGED = SamplingSettings(images_per_caption=8, first_seed=700)
 
 
 def _erase(adversary: AdversaryKind, out: Path) -> StableDiffusionPipeline:
-    recommended = Recommended.load()
-    result = erase(
-        ErasureConfig(
-            model=str(DEMO_MODEL_DIR),
-            concepts=[ERASED],
-            method=Method.AP,
-            train_method=recommended.train_method,
-            hyperparameters=recommended.hyperparameters.model_copy(update={"adversary": adversary}),
-            seed=0,
-            device="cpu",
-            checkpoint_every=0,
-        ),
-        out,
-    )
-    assert result.status == "succeeded"
-    pipe = with_ddim(StableDiffusionPipeline.from_pretrained(DEMO_MODEL_DIR))
-    pipe.unet.load_state_dict(load_file(out / "delta.safetensors"), strict=False)
-    return pipe
+    hyperparameters = Recommended.load().hyperparameters.model_copy(update={"adversary": adversary})
+    return erase_demo_model([ERASED], hyperparameters, out)
 
 
 def _colour_read(pipe: StableDiffusionPipeline, judge: Judge, colour: str) -> np.ndarray:

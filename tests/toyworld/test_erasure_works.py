@@ -8,16 +8,12 @@ damaged picture, score lowest."""
 
 from pathlib import Path
 
+from demo_erasure import erase_demo_model
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
-from safetensors.torch import load_file
 
-from core.erasure import erase
-from core.erasure.types import ErasureConfig
-from core.hyperparameters import Method
-from core.toyworld.evaluate import SamplingSettings, all_prompts, generate_and_judge, with_ddim
+from core.toyworld.evaluate import SamplingSettings, all_prompts, generate_and_judge
 from core.toyworld.judge import Judge
 from core.toyworld.metrics import score
-from core.toyworld.paths import DEMO_MODEL_DIR
 from core.toyworld.recommended import Recommended
 
 CONCEPT = "ring"
@@ -29,24 +25,9 @@ def test_short_ap_erasure_removes_a_shape_and_keeps_the_other_shapes(
 ) -> None:
     recommended = Recommended.load()
     recommended = recommended.with_iterations(recommended.demo_iterations)
-    result = erase(
-        ErasureConfig(
-            model=str(DEMO_MODEL_DIR),
-            concepts=[CONCEPT],
-            method=Method.AP,
-            train_method=recommended.train_method,
-            hyperparameters=recommended.hyperparameters,
-            seed=0,
-            device="cpu",
-            checkpoint_every=0,
-        ),
-        tmp_path,
-    )
-    assert result.status == "succeeded"
+    erased_pipe = erase_demo_model([CONCEPT], recommended.hyperparameters, tmp_path)
 
     before = score(generate_and_judge(demo_pipeline, judge, all_prompts(), JUDGED), [CONCEPT])
-    erased_pipe = with_ddim(StableDiffusionPipeline.from_pretrained(DEMO_MODEL_DIR))
-    erased_pipe.unet.load_state_dict(load_file(tmp_path / "delta.safetensors"), strict=False)
     after = score(generate_and_judge(erased_pipe, judge, all_prompts(), JUDGED), [CONCEPT])
 
     assert after.esr - before.esr >= 50, (before.esr, after.esr)
