@@ -20,6 +20,7 @@ from core.db.session import (
     make_read_session_factory,
     make_session_factory,
 )
+from core.jobs.rendering import JobRenderer
 from core.settings import Settings
 
 
@@ -34,6 +35,8 @@ class AppContext:
     read_session_factory: sessionmaker[Session]
     store: ArtifactStore
     head_revisions: set[str]
+    # JSON of the job views this process has served, by stored row (core.jobs.rendering).
+    renderer: JobRenderer
     metrics_registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     # How many polling reads run at once (api.dependencies.read_as_caller): the read pool's size.
     read_limiter: CapacityLimiter = field(default_factory=lambda: CapacityLimiter(READ_POOL_SIZE))
@@ -50,4 +53,5 @@ class AppContext:
             read_session_factory=make_read_session_factory(read_engine),
             store=get_store(settings),
             head_revisions=migrate.head_revisions(settings.sqlalchemy_url),
+            renderer=JobRenderer(settings.rendered_jobs_cache),
         )

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(64 * 1024, ge=1024)
     page_size_default: int = Field(20, ge=1)
     page_size_max: int = Field(100, ge=1)
+    # Rendered job views an API process keeps (core.jobs.rendering; ~2-4 KB each with its key);
+    # 0 turns the cache off.
+    rendered_jobs_cache: int = Field(4096, ge=0, le=1_000_000)
     # SSE: how often an open event stream polls the database, and how often it sends a keep-alive.
     events_poll_seconds: float = Field(0.5, gt=0)
     events_ping_seconds: float = Field(15, gt=0)

@@ -101,9 +101,10 @@ async def get_job(
     job = await read_as_caller(
         context, credentials, lambda db, key: reads.job_for_key(db, key, job_id)
     )
-    # Serialised once, by pydantic's (Rust) serializer; the ETag hashes those very bytes (the
-    # field order is the model's, so equal jobs give equal bytes).
-    content = JobView.of(job).model_dump_json().encode()
+    # Serialised once, by pydantic's (Rust) serializer, or not at all when this process has
+    # served the same row before; the ETag hashes those very bytes (the field order is the
+    # model's, so equal jobs give equal bytes).
+    content = context.renderer.job(job)
     etag = '"' + hashlib.sha256(content).hexdigest()[:32] + '"'
     if if_none_match is not None and _matches(if_none_match, etag):
         return Response(status_code=304, headers={"ETag": etag})
@@ -154,14 +155,10 @@ async def list_jobs(
             db, principal, filters, limit=limit or settings.page_size_default, after=after
         ),
     )
-    body = JobPage(
-        items=[JobView.of(job) for job in page.items],
-        has_more=page.has_more,
-        next_cursor=page.next_cursor,
-    )
-    # Returned as bytes: FastAPI would otherwise validate the page a second time against
-    # response_model (which still documents it).
-    return Response(body.model_dump_json().encode(), media_type="application/json")
+    # The JobPage of response_model (which documents it), rendered from the cached views;
+    # returned as bytes, or FastAPI would validate the page a second time.
+    body = context.renderer.page(page.items, page.has_more, page.next_cursor)
+    return Response(body, media_type="application/json")
 
 
 # RFC 3339 §5.6 date-time, what the document's `format: date-time` promises, and nothing else

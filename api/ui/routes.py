@@ -37,7 +37,7 @@ from core.auth.sessions import (
 )
 from core.db.session import session_scope
 from core.hyperparameters import Method, TrainMethod
-from core.jobs import service
+from core.jobs import reads, service
 from core.jobs.errors import DomainError, InvalidRequestError, JobFinishedError, NotFoundError
 from core.jobs.models import Artifact
 from core.jobs.schemas import JobCreate, JobView
@@ -245,7 +245,7 @@ def jobs_page(
         request,
         "jobs.html",
         {
-            "jobs": [JobView.of(job) for job in page.items],
+            "jobs": [JobView.of(reads.decode(row)) for row in page.items],
             "filters": filters,
             "statuses": [s.value for s in JobStatus],
             "methods": [m.value for m in Method],

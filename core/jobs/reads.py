@@ -6,22 +6,26 @@ the columns a `JobView` shows. No ORM session: no identity map, no unit of work,
 loading, nothing to flush or commit. The statements are built once; SQLAlchemy's compiled cache
 does the rest. `list_jobs` in `core.jobs.service` shares the column set.
 
-Whatever the job holds, the answer is the same as `service.get_job` + `JobView.of` give: a
-`JobRecord` carries the ORM attribute names, so `JobView.of` reads it like a `Job`.
+The JSON columns are read as their stored text (`JOB_ROW_COLUMNS`): a row is then a hashable
+value that the API renders once per process and looks up afterwards (`core.jobs.rendering`), and
+its JSON is decoded only when it has not been seen (`decode`). Whatever the job holds, the answer
+is the same as `service.get_job` + `JobView.of` give: a `JobRecord` carries the ORM attribute
+names, so `JobView.of` reads it like a `Job`.
 """
 
 import hmac
 import uuid
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from sqlalchemy import Connection, Row, and_, bindparam, select
+from sqlalchemy import JSON, Connection, Row, Text, and_, bindparam, cast, select
 from sqlalchemy.orm import Session
 
 from core.auth.keys import KEY_SCHEME, KeyMatch, hash_key, key_match
 from core.auth.models import ApiKey
+from core.db.session import json_loads
 from core.jobs.errors import DomainError, JobNotFoundError
 from core.jobs.models import Job
 
@@ -66,9 +70,20 @@ class JobRecord(NamedTuple):
 
 
 JOB_VIEW_FIELDS = JobRecord._fields
-JOB_VIEW_COLUMNS = tuple(
-    _jobs.c[Job.__mapper__.attrs[name].columns[0].name].label(name)  # type: ignore[union-attr]
+_VIEW_COLUMNS = tuple(
+    _jobs.c[Job.__mapper__.attrs[name].columns[0].name]  # type: ignore[union-attr]
     for name in JOB_VIEW_FIELDS
+)
+# Which fields hold JSON: read as text, decoded by `decode`.
+_JSON_FIELDS = frozenset(
+    i for i, column in enumerate(_VIEW_COLUMNS) if isinstance(column.type, JSON)
+)
+# A JOB_ROW_COLUMNS row: the shown columns, JSON ones as their stored text, so that the row is
+# hashable and its JSON is decoded only when needed. Read by attribute (`row.id`) or decoded.
+JobRow = Row[Any]
+JOB_ROW_COLUMNS = tuple(
+    (cast(column, Text) if i in _JSON_FIELDS else column).label(name)
+    for i, (name, column) in enumerate(zip(JOB_VIEW_FIELDS, _VIEW_COLUMNS, strict=True))
 )
 KEY_COLUMNS = (
     _keys.c.id.label("key_id"),
@@ -82,7 +97,7 @@ _LIVE_KEY = and_(_keys.c.key_hash == bindparam("key_hash"), _keys.c.revoked_at.i
 # The key and, when it is the key's principal's, the job: one row when the key is live (job
 # columns NULL when there is no such job of that principal), no row when it is not.
 _KEY_AND_JOB = (
-    select(*KEY_COLUMNS, *JOB_VIEW_COLUMNS)
+    select(*KEY_COLUMNS, *JOB_ROW_COLUMNS)
     .select_from(
         _keys.outerjoin(
             _jobs,
@@ -94,9 +109,12 @@ _KEY_AND_JOB = (
 _KEY_ONLY = select(*KEY_COLUMNS).where(_LIVE_KEY)
 
 
-def job_records(rows: Iterable[Row[Any]]) -> list[JobRecord]:
-    """Rows of JOB_VIEW_COLUMNS as JobRecords."""
-    return [JobRecord._make(row) for row in rows]
+def decode(row: Sequence[Any]) -> JobRecord:
+    """A row of JOB_ROW_COLUMNS (or its tuple) as a JobRecord, its JSON decoded."""
+    return JobRecord._make(
+        json_loads(value) if i in _JSON_FIELDS and value is not None else value
+        for i, value in enumerate(row)
+    )
 
 
 @dataclass(frozen=True)
@@ -128,7 +146,7 @@ def is_job_id(value: str) -> bool:
         return False
 
 
-def job_for_key(db: Connection | Session, key: str, job_id: str) -> Keyed[JobRecord]:
+def job_for_key(db: Connection | Session, key: str, job_id: str) -> Keyed[tuple[Any, ...]]:
     """One statement: the live key and its principal's job `job_id`."""
     if not key.startswith(KEY_SCHEME):
         return Keyed(None)
@@ -144,4 +162,4 @@ def job_for_key(db: Connection | Session, key: str, job_id: str) -> Keyed[JobRec
     match = key_match(row.key_id, row.key_principal, row.key_admin, row.key_last_used_at)
     if not valid_id or row.id is None:
         return Keyed(match, error=JobNotFoundError(job_id))
-    return Keyed(match, JobRecord._make(row[len(KEY_COLUMNS) :]))
+    return Keyed(match, tuple(row[len(KEY_COLUMNS) :]))

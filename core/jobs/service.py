@@ -35,7 +35,7 @@ from core.jobs.models import (
     new_job_id,
 )
 from core.jobs.pagination import Cursor, InvalidCursorError
-from core.jobs.reads import JOB_VIEW_COLUMNS, JobRecord, is_job_id, job_records
+from core.jobs.reads import JOB_ROW_COLUMNS, JobRow, is_job_id
 from core.jobs.schemas import JobCreate, JobView
 from core.jobs.states import JobStatus, transition
 from core.jobs.validation import job_request_errors
@@ -171,14 +171,15 @@ class JobFilter:
 
 @dataclass(frozen=True)
 class Page:
-    # The columns a JobView shows: JobView.of reads them as it reads a Job.
-    items: list[JobRecord]
+    # The columns a JobView shows, JSON as text: `reads.decode` makes them a JobRecord, which
+    # JobView.of reads as it reads a Job; `rendering.JobRenderer` renders them, cached.
+    items: list[JobRow]
     has_more: bool
     next_cursor: str | None
 
 
 _jobs = Job.__table__
-_PAGE = select(*JOB_VIEW_COLUMNS).where(_jobs.c.principal == bindparam("principal"))
+_PAGE = select(*JOB_ROW_COLUMNS).where(_jobs.c.principal == bindparam("principal"))
 _AFTER_CURSOR = or_(
     _jobs.c.created_at < bindparam("cursor_created_at"),
     and_(
@@ -232,7 +233,7 @@ def list_jobs(
         if filters.created_before is not None:
             query = query.where(_jobs.c.created_at < filters.created_before)
         query = _newest_first(query)
-    rows = job_records(db.execute(query, params).all())
+    rows = list(db.execute(query, params).all())
     has_more = len(rows) > limit
     items = rows[:limit]
     next_cursor = Cursor(items[-1].created_at, items[-1].id).encode() if has_more else None

@@ -175,3 +175,32 @@ def test_another_principals_job_reads_as_missing(alice: httpx.Client, bob: httpx
     assert missing.status_code == absent.status_code == 404
     assert missing.json()["type"] == absent.json()["type"]
     assert bob.get("/v1/jobs").json()["items"] == []
+
+
+def test_a_changed_job_is_never_served_from_the_view_cache(
+    alice: httpx.Client, db_session: Session
+) -> None:
+    """The API keeps rendered views by stored row: a change of any shown column must show at the
+    next read, even one written without moving updated_at (the cache does not trust writers to)."""
+    job_id = _create(alice)
+    before = alice.get(f"/v1/jobs/{job_id}")
+    listed = alice.get("/v1/jobs").json()["items"][0]
+    assert before.json()["metadata"] == listed["metadata"] == {}
+    stamp = db_session.get(Job, job_id)
+    assert stamp is not None
+    db_session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(metadata_={"ticket": "SAFE-2"}, progress_losses={"esd": 0.5})
+        .values(updated_at=stamp.updated_at)
+    )
+    db_session.commit()
+
+    after = alice.get(f"/v1/jobs/{job_id}")
+    assert after.json()["metadata"] == {"ticket": "SAFE-2"}
+    assert after.json()["updated_at"] == before.json()["updated_at"]
+    assert after.headers["etag"] != before.headers["etag"]
+    assert alice.get("/v1/jobs").json()["items"][0]["metadata"] == {"ticket": "SAFE-2"}
+    # Unchanged, it reads the same bytes again (and the same ETag: a 304 for If-None-Match).
+    again = alice.get(f"/v1/jobs/{job_id}", headers={"If-None-Match": after.headers["etag"]})
+    assert again.status_code == 304
