@@ -1,14 +1,18 @@
 """Read-path latency and server CPU per request, on loopback only, bounded in time.
 
     PYTHONPATH=$PWD .venv/bin/python bench/api_latency.py [--seconds 8] [--rates 50,200]
-        [--backends postgres,sqlite] [--processes N] [--code-root PATH]
+        [--backends postgres,sqlite] [--arrivals poisson,bursts] [--processes N]
+        [--code-root PATH]
 
 For each backend it starts the API (uvicorn, `--processes` processes, default the number of
 cores, as the compose stack runs it) on a fresh database holding 60 jobs of one principal, then
-offers each endpoint a fixed request rate with `hey` (Debian package `hey`) and prints p50, p95,
-p99, the achieved rate and the server's CPU time per request (utime + stime of every API process
-from /proc, over the requests served), and that CPU as a ratio to the trivial endpoint (`/healthz`,
-no database) measured in the same run. The machine's load (`/proc/loadavg`) is printed with every
+offers each endpoint a fixed request rate and prints p50, p95, p99, the achieved rate and the
+server's CPU time per request (utime + stime of every API process from /proc, over the requests
+served), and that CPU as a ratio to the trivial endpoint (`/healthz`, no database) measured in the
+same run. Two ways of offering a rate (`--arrivals`): `poisson`, independent arrivals at that mean
+rate, latency counted from each request's due time (bench/open_loop.py); `bursts`, `hey -q` over
+50 connections, whose tickers fire together: the rate arrives as bursts of 50 (Debian package
+`hey`). The machine's load (`/proc/loadavg`) is printed with every
 row: on a shared machine, read ratios rather than absolute numbers.
 
 `--code-root` serves another checkout's API (e.g. `/work/main` for the code before a change) with
@@ -30,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from open_loop import open_loop  # bench/, beside this script
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -44,6 +49,7 @@ JOBS = 60
 @dataclass(frozen=True)
 class Row:
     backend: str
+    arrivals: str
     endpoint: str
     offered: int
     achieved: float
@@ -165,8 +171,24 @@ def _hey(url: str, rate: int, seconds: float, key: str | None) -> tuple[float, d
     return achieved, percentiles
 
 
+def _offer(
+    arrivals: str, url: str, rate: int, seconds: float, key: str | None
+) -> tuple[float, dict[str, float]]:
+    if arrivals == "bursts":
+        return _hey(url, rate, seconds, key)
+    result = open_loop(url, rate, seconds, {"Authorization": f"Bearer {key}"} if key else None)
+    if set(result.statuses) != {200}:
+        raise RuntimeError(f"non-200 answers from {url}: {result.statuses}")
+    return result.achieved, result.percentiles_ms
+
+
 def run_backend(
-    backend: str, rates: list[int], seconds: float, processes: int, code_root: Path
+    backend: str,
+    rates: list[int],
+    seconds: float,
+    processes: int,
+    code_root: Path,
+    arrivals: list[str],
 ) -> list[Row]:
     folder = Path(tempfile.mkdtemp(prefix="eraser-bench-"))
     url, database = _database(backend, folder)
@@ -222,19 +244,20 @@ def run_backend(
             "GET list (20)": (f"{base}/v1/jobs?limit=20", key),
         }
         for target, auth in endpoints.values():  # warm every process's pool and caches
-            _hey(target, 50, 2, auth)
+            _offer(arrivals[0], target, 50, 2, auth)
         pids = _process_tree(server.pid)
-        for rate in rates:
+        for mode, rate in ((mode, rate) for mode in arrivals for rate in rates):
             for name, (target, auth) in endpoints.items():
                 before = _cpu_seconds(pids)
                 load = _load()
                 started = time.monotonic()
-                achieved, percentiles = _hey(target, rate, seconds, auth)
+                achieved, percentiles = _offer(mode, target, rate, seconds, auth)
                 served = achieved * (time.monotonic() - started)
                 cpu = (_cpu_seconds(pids) - before) / max(served, 1) * 1000
                 rows.append(
                     Row(
                         backend,
+                        mode,
                         name,
                         rate,
                         achieved,
@@ -260,12 +283,13 @@ def _format(row: Row, rows: list[Row]) -> str:
         (
             r.cpu_ms
             for r in rows
-            if r.backend == row.backend and r.offered == row.offered and r.endpoint.startswith("t")
+            if (r.backend, r.arrivals, r.offered) == (row.backend, row.arrivals, row.offered)
+            and r.endpoint.startswith("t")
         ),
         float("nan"),
     )
     return (
-        f"| {row.backend} | {row.endpoint} | {row.offered} | {row.achieved:.0f} | "
+        f"| {row.backend} | {row.arrivals} | {row.endpoint} | {row.offered} | {row.achieved:.0f} | "
         f"{row.p50_ms:.1f} | {row.p95_ms:.1f} | {row.p99_ms:.1f} | {row.cpu_ms:.2f} | "
         f"{row.cpu_ms / trivial:.1f}× | {row.load} |"
     )
@@ -276,20 +300,24 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="per endpoint and rate")
     parser.add_argument("--rates", default="50,200", help="offered requests per second")
     parser.add_argument("--backends", default="postgres,sqlite")
+    parser.add_argument("--arrivals", default="poisson,bursts", help="poisson, bursts (hey)")
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--code-root", type=Path, default=REPO)
     arguments = parser.parse_args()
-    if shutil.which("hey") is None:
+    arrivals = arguments.arrivals.split(",")
+    if not set(arrivals) <= {"poisson", "bursts"}:
+        sys.exit("--arrivals: poisson and/or bursts")
+    if "bursts" in arrivals and shutil.which("hey") is None:
         sys.exit("needs `hey` (apt-get install hey)")
     print(
         f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, code {arguments.code_root}, "
         f"{arguments.processes} API processes, {os.cpu_count()} cores, load {_load()}"
     )
     print(
-        "| backend | endpoint | offered/s | achieved/s | p50 ms | p95 ms | p99 ms | "
+        "| backend | arrivals | endpoint | offered/s | achieved/s | p50 ms | p95 ms | p99 ms | "
         "server CPU ms/req | vs trivial | load (1/5/15 min) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for backend in arguments.backends.split(","):
         run_backend(
             backend,
@@ -297,6 +325,7 @@ def main() -> None:
             arguments.seconds,
             arguments.processes,
             arguments.code_root.resolve(),
+            arrivals,
         )
 
 
