@@ -27,6 +27,10 @@ class OpenLoopResult:
     statuses: dict[int, int]
 
 
+class _ClosedError(Exception):
+    """The server had closed this keep-alive connection (uvicorn does after 5 s idle)."""
+
+
 class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
@@ -34,6 +38,8 @@ class _Connection:
     async def request(self, raw: bytes) -> int:
         self.writer.write(raw)
         status_line = await self.reader.readline()
+        if not status_line:
+            raise _ClosedError
         status = int(status_line.split()[1])
         length = 0
         while (line := await self.reader.readline()) not in (b"\r\n", b""):
@@ -56,9 +62,17 @@ async def _run(
     latencies: list[float] = []
     statuses: dict[int, int] = {}
 
+    async def connect() -> _Connection:
+        return _Connection(*await asyncio.open_connection(host, port))
+
     async def one(due: float) -> None:
-        connection = idle.pop() if idle else _Connection(*await asyncio.open_connection(host, port))
-        status = await connection.request(raw)
+        connection = idle.pop() if idle else await connect()
+        try:
+            status = await connection.request(raw)
+        except (_ClosedError, ConnectionError):  # closed while idle: nothing was served
+            connection.writer.close()
+            connection = await connect()
+            status = await connection.request(raw)
         latencies.append(time.perf_counter() - due)
         statuses[status] = statuses.get(status, 0) + 1
         idle.append(connection)
