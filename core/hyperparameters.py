@@ -102,17 +102,21 @@ class Hyperparameters(BaseModel):
         description="Space of both MSE losses; None = the method's own (ap: x0, esd: eps).",
     )
     adversary: AdversaryKind = Field(
-        AdversaryKind.GUMBEL,
-        description="AP's choice of the preserved concept: the paper's gumbel, or damage.",
+        AdversaryKind.DAMAGE,
+        description="AP's choice of the preserved concept: damage (measured, the default), or "
+        "the paper's gumbel.",
     )
     damage_every: int = Field(
-        10, ge=1, le=10_000, description="damage: updates between scorings of every candidate."
+        40, ge=1, le=10_000, description="damage: updates between scorings of every candidate."
     )
     damage_draws: int = Field(
         8, ge=1, le=100, description="damage: draws of (k, t, x_T) averaged per scoring."
     )
-    damage_top: int = Field(
-        3, ge=1, le=1_000, description="damage: c_a drawn from the m most damaged, ∝ damage."
+    damage_top: int | None = Field(
+        None,
+        ge=1,
+        le=10_000,
+        description="damage: c_a drawn ∝ damage from the m most damaged; None = every candidate.",
     )
     damage_score: DamageScore = Field(
         DamageScore.FULL,

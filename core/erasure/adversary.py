@@ -36,16 +36,18 @@ class Adversary:
         logits = nn.Parameter(torch.zeros(len(candidates.words), device=device))
         return cls(candidates, logits, [0] * len(candidates.words))
 
-    def most_damaged(self, top: int, generator: torch.Generator) -> tuple[torch.Tensor, int]:
-        """A one-hot y for a candidate among the `top` most damaged, drawn in proportion to its
-        measured damage (uniformly from all before the first scoring); counts the draw. In
-        proportion, because the damage is uneven: the nearest concept often drifts several
-        times more than the next, and should get that much more of the preservation."""
+    def most_damaged(self, top: int | None, generator: torch.Generator) -> tuple[torch.Tensor, int]:
+        """A one-hot y for a candidate among the `top` most damaged (None: all of them), drawn
+        in proportion to its measured damage (uniformly before the first scoring); counts the
+        draw. In proportion, because the damage is uneven: the nearest concept often drifts
+        several times more than the next, and should get that much more of the preservation.
+        From all by default: keeping only the top 3 concentrated the preservation on the
+        erased concept's near-synonyms and stalled the erasure (docs/quality.md §2b)."""
         size = len(self.candidates.words)
         weights = torch.ones(size, dtype=torch.float64)
         if self.damage is not None:
             damage = self.damage.double().cpu().clamp_min(0)
-            kept = torch.topk(damage, min(top, size)).indices
+            kept = torch.topk(damage, min(top or size, size)).indices
             weights = torch.zeros(size, dtype=torch.float64)
             weights[kept] = damage[kept]
             if float(weights.sum()) <= 0:  # nothing drifted yet: the top m, uniformly

@@ -60,13 +60,14 @@ def _hyperparameter_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """One `--name` flag per Hyperparameters field; unset flags keep the model's default."""
     for name, info in reversed(Hyperparameters.model_fields.items()):
         default = info.default.value if isinstance(info.default, Enum) else info.default
-        default = "the method's own" if default is None else default
+        # A None default is explained by the description ("None = ...")
+        shown = "" if default is None else f" [default: {default}]"
         command = click.option(
             f"--{name.replace('_', '-')}",
             name,
             type=_option_type(info),
             default=None,
-            help=f"{info.description} [default: {default}]",
+            help=f"{info.description}{shown}",
         )(command)
     return command
 

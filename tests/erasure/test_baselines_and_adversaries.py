@@ -74,7 +74,7 @@ def test_candidate_set_is_the_same_for_every_run_seed(tiny_model: Path) -> None:
 def test_shared_trajectory_adversary_step_reuses_the_unet_steps_draw(tiny_model: Path) -> None:
     """One live forward instead of a whole x_t trajectory, the same c_a as the UNet step, and
     the loss −MSE(g_a, f_a) at the UNet step's z_a with the updated θ'."""
-    trainer = _trainer(tiny_model, share_trajectory=True)
+    trainer = _trainer(tiny_model, adversary="gumbel", share_trajectory=True)
     record = trainer.unet_step()
     shared = trainer._shared
     assert shared is not None
@@ -141,9 +141,7 @@ def test_fresh_trajectory_adversary_step_samples_its_own(tiny_model: Path) -> No
 def test_damage_adversary_measures_drift_and_preserves_the_most_damaged(
     tiny_model: Path,
 ) -> None:
-    trainer = _trainer(
-        tiny_model, adversary="damage", damage_top=2, damage_every=2, damage_draws=1
-    )
+    trainer = _trainer(tiny_model, adversary="damage", damage_top=2, damage_every=2, damage_draws=1)
     adversary = trainer.setup.adversaries[0]
     logits = adversary.logits.detach().clone()
     assert adversary.damage is None  # θ' = θ: nothing is damaged yet, choose uniformly
@@ -168,3 +166,26 @@ def test_damage_adversary_measures_drift_and_preserves_the_most_damaged(
         record = trainer.unet_step()
         assert words.index(record["adversarial_concept"]) in top
     assert adversary.distribution().sum().item() == pytest.approx(1.0)
+
+
+def test_damage_draws_from_every_candidate_by_default_in_proportion_to_damage(
+    tiny_model: Path,
+) -> None:
+    """The default `damage_top` (None) is every candidate: the same draws as naming |R_c|
+    (docs/quality.md §2 measured it as `damage_top=8` on the 8-candidate toy model), and each
+    candidate's share of the draws follows its share of the damage, the least damaged included."""
+    trainer = _trainer(tiny_model)
+    h = trainer.setup.hyperparameters
+    assert (h.adversary, h.damage_top) == ("damage", None)
+    adversary = trainer.setup.adversaries[0]
+    size = len(adversary.candidates.words)
+    adversary.damage = torch.linspace(1.0, float(size), size)
+
+    def draws(top: int | None, seed: int, count: int) -> list[int]:
+        generator = torch.Generator().manual_seed(seed)
+        return [adversary.most_damaged(top, generator)[1] for _ in range(count)]
+
+    assert draws(None, 5, 200) == draws(size, 5, 200)
+    counts = torch.bincount(torch.tensor(draws(None, 6, 4000)), minlength=size).double()
+    expected = adversary.damage.double() / adversary.damage.sum() * 4000
+    assert torch.allclose(counts, expected, rtol=0.2)

@@ -2,9 +2,9 @@
 settings from recommended.json) must make the erased shape's prompts stop producing it while the
 other shapes stay recognisable.
 
-The shape is `ring`. Not every shape erases this well in 100 updates: docs/quality.md §4b has
-the table for all six, and why circle and square, the shapes the judge falls back on for a
-damaged picture, score lowest."""
+The shape is `ring`. Not every shape erases this well in 100 updates: docs/quality_history.md
+§4b has the table for all six, and why circle and square, the shapes the judge falls back on for
+a damaged picture, score lowest."""
 
 from pathlib import Path
 
@@ -17,7 +17,9 @@ from core.toyworld.metrics import score
 from core.toyworld.recommended import Recommended
 
 CONCEPT = "ring"
-JUDGED = SamplingSettings(images_per_caption=4, first_seed=500)
+# 8 pictures per caption: with 4, the kept shapes' PSR moved by up to 15 points between picture
+# seeds for the same model (both adversaries), which put this check on its own bound.
+JUDGED = SamplingSettings(images_per_caption=8, first_seed=500)
 
 
 def test_short_ap_erasure_removes_a_shape_and_keeps_the_other_shapes(

@@ -61,7 +61,8 @@ def test_an_ap_job_with_any_accepted_seed_succeeds(
 def test_a_non_finite_loss_fails_the_job_as_diverged_at_the_first_bad_update(
     worker_settings: Settings, session_factory: sessionmaker[Session]
 ) -> None:
-    job_id = _job(session_factory, 0, iterations=50, gumbel_temperature=1e-300)
+    # The paper's adversary at a temperature that overflows its Gumbel-softmax
+    job_id = _job(session_factory, 0, iterations=50, adversary="gumbel", gumbel_temperature=1e-300)
 
     outcome = JobRunner(worker_settings, session_factory, get_store(worker_settings)).run(job_id)
 
