@@ -42,7 +42,7 @@ class Adversary:
         draw. In proportion, because the damage is uneven: the nearest concept often drifts
         several times more than the next, and should get that much more of the preservation.
         From all by default: keeping only the top 3 concentrated the preservation on the
-        erased concept's near-synonyms and stalled the erasure (docs/quality.md §2b)."""
+        erased concept's near-synonyms and stalled the erasure of red (docs/quality.md §2b)."""
         size = len(self.candidates.words)
         weights = torch.ones(size, dtype=torch.float64)
         if self.damage is not None:
