@@ -12,7 +12,8 @@ the reference of the paired differences. Every run uses core/assets/toyworld/rec
 and the real engine (`core.erasure.erase`). Prints one table (equal-erasure ESR, each method's
 PSR there with its interval, the paired difference, the kept concept each method hurts most and
 the final ESR) and writes the JSON report (per-run tallies included, so it can be re-analysed).
-`--merge` prints one table from reports of separate sittings measured with the same settings.
+`--merge` prints one table from reports of separate sittings measured with the same settings,
+on different jobs or with different methods (a new variant beside stored runs).
 docs/proving_protocol.md says what the numbers mean and how long the full sweep takes.
 """
 
@@ -93,7 +94,7 @@ IMAGES_PER_CAPTION = 6
     "merged",
     multiple=True,
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="Run nothing: merge these reports (same settings, different jobs) into one table.",
+    help="Run nothing: merge reports measured with the same settings (different jobs or methods).",
 )
 def main(
     concept_text: str,

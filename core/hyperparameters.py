@@ -57,6 +57,10 @@ class DamageScore(StrEnum):
     # only the drift orthogonal to the erased concept's own direction f_c − f_∅ at the same z:
     # the part the erasure does not have to move (protecting the rest fights the erasure)
     ORTHOGONAL = "orthogonal"
+    # the share of its own guidance d_w = f_w − f_∅ that the drift cancels: how far w is being
+    # erased alongside c (ESD erases c by moving ε along −d_c); drift that leaves d_w intact or
+    # strengthens it does not count
+    LOST_GUIDANCE = "lost_guidance"
 
 
 class XtSchedule(StrEnum):
@@ -120,8 +124,9 @@ class Hyperparameters(BaseModel):
     )
     damage_score: DamageScore = Field(
         DamageScore.FULL,
-        description="damage: full drift, or only its part orthogonal to the erased concept's "
-        "direction f_c − f_∅ (so the adversary does not protect what erasing must move).",
+        description="damage: full drift; only its part orthogonal to the erased concept's "
+        "direction f_c − f_∅ (so the adversary does not protect what erasing must move); or "
+        "lost_guidance, the share of a candidate's own guidance f_w − f_∅ that the drift cancels.",
     )
     share_trajectory: bool = Field(
         False,

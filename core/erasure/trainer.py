@@ -239,10 +239,15 @@ class Trainer:
         candidate is scored at the same z (2|R_c| forwards per draw, in chunks)."""
         s, h = self.setup, self.setup.hyperparameters
         for concept, adversary in enumerate(s.adversaries):
-            total = torch.zeros(len(adversary.candidates.words))
+            size = len(adversary.candidates.words)
+            damage, weight = torch.zeros(size), torch.zeros(size)
             for _ in range(h.damage_draws):
-                total += self._damage_at(self._damage_draw(concept), adversary).cpu()
-            adversary.damage = total / h.damage_draws
+                part, part_weight = self._damage_at(self._damage_draw(concept), adversary)
+                damage += part.cpu()
+                weight += part_weight.cpu()
+            adversary.damage = (
+                damage / weight.clamp_min(torch.finfo(weight.dtype).tiny)
+            ).clamp_min(0)
 
     def _damage_draw(self, concept: int) -> Draw:
         """A draw with k ~ the loss space's weight of index k (uniform in ε space)."""
@@ -257,30 +262,46 @@ class Trainer:
         x_T = torch.randn(self.setup.latent_shape, generator=self.generator)
         return Draw(concept, k, t, x_T.to(self.setup.device))
 
-    def _damage_at(self, draw: Draw, adversary: Adversary) -> torch.Tensor:
-        """ε-MSE(ε_θ'(z, t, E(w)), ε_θ(z, t, E(w))) for every candidate w at the draw's z; with
-        `damage_score=orthogonal`, of the drift's part orthogonal to d = f_c − f_∅ there."""
+    def _damage_at(self, draw: Draw, adversary: Adversary) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each candidate w's damage at the draw's z, as a (part, weight) pair that a scoring sums
+        over draws and divides: drift = ε_θ'(z, t, E(w)) − ε_θ(z, t, E(w)), and
+        - `full`: (ε-MSE of the drift, 1);
+        - `orthogonal`: the same for the drift's part orthogonal to d_c = f_c − f_∅;
+        - `lost_guidance`: (−⟨drift, d_w⟩, ‖d_w‖²) with d_w = f_w − f_∅, so the scoring is the
+          share of w's own guidance that θ' has cancelled, a ratio of sums over draws because
+          d_w is small at some t and a per-draw ratio would be dominated by those draws."""
         s = self.setup
+        score = s.hyperparameters.damage_score
         e_c = s.concept_embeddings[draw.concept]
         z = self._sample(draw, e_c)
-        direction = None
-        if s.hyperparameters.damage_score == DamageScore.ORTHOGONAL:
+        f_empty, direction = None, None
+        if score != DamageScore.FULL:
             both = torch.cat([s.empty_embedding, e_c])
             f = self.frozen_eps(z.expand(2, *z.shape[1:]), self._timesteps(draw.t, 2), both)
+            f_empty = f[0].flatten().float()
             d = (f[1] - f[0]).flatten().float()
             direction = d / d.norm().clamp_min(torch.finfo(d.dtype).tiny)
         matrix = adversary.candidates.matrix
-        scores = []
+        parts, weights = [], []
         for start in range(0, len(matrix), _DAMAGE_CHUNK):
             rows = matrix[start : start + _DAMAGE_CHUNK].to(z.device)
             e_w = rows.view(len(rows), *s.empty_embedding.shape[1:])
             z_w = z.expand(len(rows), *z.shape[1:])
             t = self._timesteps(draw.t, len(rows))
-            drift = (self.live_eps(z_w, t, e_w) - self.frozen_eps(z_w, t, e_w)).flatten(1).float()
-            if direction is not None:
+            f_w = self.frozen_eps(z_w, t, e_w).flatten(1).float()
+            drift = self.live_eps(z_w, t, e_w).flatten(1).float() - f_w
+            if score == DamageScore.LOST_GUIDANCE:
+                assert f_empty is not None
+                guidance = f_w - f_empty
+                parts.append(-(drift * guidance).mean(1))
+                weights.append(guidance.pow(2).mean(1))
+                continue
+            if score == DamageScore.ORTHOGONAL:
+                assert direction is not None
                 drift = drift - (drift @ direction)[:, None] * direction
-            scores.append(drift.pow(2).mean(1))
-        return torch.cat(scores)
+            parts.append(drift.pow(2).mean(1))
+            weights.append(torch.ones(len(rows), device=drift.device))
+        return torch.cat(parts), torch.cat(weights)
 
     def _adversary_steps(self) -> int:
         """Gradient steps on π per update: only the `gumbel` adversary learns π."""

@@ -336,7 +336,9 @@ def run_sweep(settings: SweepSettings, log: Log) -> dict[str, Any]:
             {
                 "concepts": list(concepts),
                 "equal_erasure": compared.as_dict(),
-                "pictures_for_5_points": _pictures_for_five_points(compared, settings),
+                "pictures_for_5_points": _pictures_for_five_points(
+                    compared, settings.recommended.sampling.images_per_caption
+                ),
                 "pictures_for_5_points_paired": _paired_pictures(runs, settings, concepts),
                 "curves": {
                     name: {
@@ -422,15 +424,16 @@ def _paired_pictures(
     return out
 
 
-def _pictures_for_five_points(compared: EqualErasure, settings: SweepSettings) -> dict[str, int]:
+def _pictures_for_five_points(compared: EqualErasure, images_per_caption: int) -> dict[str, int]:
     """Images per caption at which each paired difference's 95 % interval would be ±5 points,
     scaling the measured half-width by 1/√pictures (the training-seed part of the noise does not
     shrink with pictures, so this is a lower bound when seeds dominate)."""
-    now = settings.recommended.sampling.images_per_caption
     needed = {}
     for name, interval in compared.difference.items():
         half = (interval.high - interval.low) / 2
-        needed[name] = int(np.ceil(now * (half / 5.0) ** 2)) if np.isfinite(half) else -1
+        needed[name] = (
+            int(np.ceil(images_per_caption * (half / 5.0) ** 2)) if np.isfinite(half) else -1
+        )
     return needed
 
 
@@ -458,14 +461,16 @@ def _mean_row(rows: list[EqualErasure], methods: list[str]) -> dict[str, Any]:
 
 
 def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """One report from sweeps run separately with the same settings on different jobs (the
-    colours and the shapes do not fit in one sitting on 2 cores). Rows are concatenated; the mean
-    over single concepts is the same joint bootstrap a single sitting computes: each row's
-    replicates are recomputed from its stored curves with the same resampling weights (same
-    seeds, same image seeds, same bootstrap seed), so the merge equals one big sweep."""
+    """One report from sweeps run separately with the same settings, on different jobs (the
+    colours and the shapes did not fit in one sitting on 2 cores) or with different methods on
+    the same jobs (a variant measured later beside stored runs: every run is a function of its
+    seed, so the stored columns are what a new sitting would measure again). Every row is
+    recomputed from its stored curves with the same resampling weights (same seeds, same image
+    seeds, same bootstrap seed), so the merge equals one big sweep; the first report's first
+    method stays the reference. A job must have runs of every method."""
     if not reports:
         raise ValueError("nothing to merge")
-    compared = ("methods", "seeds", "train_method", "hyperparameters", "evaluation")
+    compared = ("seeds", "train_method", "hyperparameters", "evaluation")
 
     def settings(report: dict[str, Any]) -> dict[str, Any]:
         # A knob added since a report was written is compared at its default (what ran then)
@@ -473,34 +478,56 @@ def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return {**raw, "hyperparameters": Hyperparameters(**raw["hyperparameters"])}
 
     first = reports[0]["settings"]
-    for report in reports[1:]:
+    methods: dict[str, Any] = {}
+    for report in reports:
         differ = [k for k in compared if settings(report)[k] != settings(reports[0])[k]]
         if differ:
             raise ValueError(f"reports measured differently: {', '.join(differ)}")
+        for name, spec in report["settings"]["methods"].items():
+            if methods.setdefault(name, spec) != spec:
+                raise ValueError(f"method {name!r} means different settings in two reports")
+    reference = next(iter(methods))
     rows: dict[str, dict[str, Any]] = {}
     for report in reports:
+        same_reference = next(iter(report["settings"]["methods"])) == reference
         for row in report["rows"]:
-            rows.setdefault(job_name(row["concepts"]), row)
-    single = [
-        equal_erasure_with_ci(
+            merged = rows.setdefault(
+                job_name(row["concepts"]),
+                {"concepts": row["concepts"], "curves": {}, "runs": {}},
+            )
+            if same_reference and "pictures_for_5_points_paired" not in merged:
+                merged["pictures_for_5_points_paired"] = row["pictures_for_5_points_paired"]
+            for name, curve in row["curves"].items():
+                merged["curves"].setdefault(name, curve)
+                merged["runs"].setdefault(name, row["runs"][name])
+    single = []
+    for name, row in rows.items():
+        missing = [m for m in methods if m not in row["curves"]]
+        if missing:
+            raise ValueError(f"job {name} has no runs of {', '.join(missing)}")
+        equal = equal_erasure_with_ci(
             {
-                name: Curve(
+                method: Curve(
                     steps=raw["steps"],
                     tallies=[[Tally.from_dict(t) for t in run] for run in raw["tallies"]],
                 )
-                for name, raw in row["curves"].items()
+                for method in methods
+                for raw in [row["curves"][method]]
             },
             row["concepts"],
             replicates=first["bootstrap_replicates"],
         )
-        for row in rows.values()
-        if len(row["concepts"]) == 1
-    ]
+        row["equal_erasure"] = equal.as_dict()
+        row["pictures_for_5_points"] = _pictures_for_five_points(
+            equal, first["evaluation"]["images_per_caption"]
+        )
+        if len(row["concepts"]) == 1:
+            single.append(equal)
     return {
-        "settings": {**first, "jobs": [list(r["concepts"]) for r in rows.values()]},
+        "settings": {**first, "methods": methods, "jobs": [r["concepts"] for r in rows.values()]},
         "merged_from": len(reports),
         "rows": list(rows.values()),
-        "mean_over_single_concepts": _mean_row(single, list(first["methods"])),
+        "mean_over_single_concepts": _mean_row(single, list(methods)),
         "wall_time_s": sum(r["wall_time_s"] for r in reports),
         "cpu_s": {k: sum(r["cpu_s"][k] for r in reports) for k in ("train", "judge")},
     }

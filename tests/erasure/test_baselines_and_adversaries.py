@@ -125,9 +125,41 @@ def test_orthogonal_damage_leaves_out_the_drift_along_the_erased_concepts_direct
         e_w = adversary.candidates.matrix[:1].view(1, *setup.empty_embedding.shape[1:])
         drift = (trainer.live_eps(z, t, e_w) - trainer.frozen_eps(z, t, e_w)).flatten()
     along = (drift @ d) / (d @ d) * d
-    scores = trainer._damage_at(draw, adversary)
+    scores, weights = trainer._damage_at(draw, adversary)
+    assert float(weights[0]) == 1.0
     assert float(scores[0]) == pytest.approx((drift - along).pow(2).mean().item(), rel=1e-3)
     assert float(scores[0]) < drift.pow(2).mean().item()  # some drift was along d, and left out
+
+
+def test_lost_guidance_scores_the_share_of_a_candidates_own_guidance_that_is_cancelled(
+    tiny_model: Path,
+) -> None:
+    """damage_score=lost_guidance: −⟨drift_w, d_w⟩ / ‖d_w‖² with d_w = ε_θ(z,t,E(w)) − ε_θ(z,t,∅)
+    (a ratio of sums over the scoring's draws), so a candidate scores 1 when θ' has cancelled its
+    whole guidance and nothing when its drift leaves d_w alone or strengthens it."""
+    trainer = _trainer(tiny_model, adversary="damage", damage_score="lost_guidance", damage_draws=1)
+    trainer.train(2, lambda: False, lambda _: None)  # θ' ≠ θ
+    adversary, setup = trainer.setup.adversaries[0], trainer.setup
+    replay = copy.deepcopy(trainer)
+    draw = replay._damage_draw(0)
+    e_w = adversary.candidates.matrix.view(-1, *setup.empty_embedding.shape[1:])
+    with torch.no_grad():
+        z = replay._sample(draw, setup.concept_embeddings[0]).expand(len(e_w), -1, -1, -1)
+        t = torch.full((len(e_w),), draw.t)
+        f_w = trainer.frozen_eps(z, t, e_w).flatten(1)
+        guidance = f_w - trainer.frozen_eps(z, t, setup.empty_embedding.expand_as(e_w)).flatten(1)
+        drift = trainer.live_eps(z, t, e_w).flatten(1) - f_w
+    expected = (-(drift * guidance).sum(1) / guidance.pow(2).sum(1)).clamp_min(0)
+    trainer.score_damage()  # the same draw: the replay's generator is where the trainer's is
+    assert adversary.damage is not None
+    assert torch.allclose(adversary.damage, expected, rtol=1e-3, atol=1e-7)
+
+    # Cancel every candidate's guidance exactly: a live UNet that answers ε_θ(z, t, ∅).
+    frozen = trainer.frozen_eps
+    trainer.live_eps = lambda z, t, e: frozen(z, t, setup.empty_embedding.expand_as(e))  # type: ignore[method-assign]
+    trainer.score_damage()
+    assert adversary.damage is not None
+    assert torch.allclose(adversary.damage, torch.ones(len(e_w)), rtol=1e-3)
 
 
 def test_fresh_trajectory_adversary_step_samples_its_own(tiny_model: Path) -> None:

@@ -5,6 +5,7 @@ import json
 import runpy
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,6 +96,60 @@ def test_merging_two_sittings_gives_the_mean_one_sitting_gives(
     assert [r["concepts"] for r in merged["rows"]] == [r["concepts"] for r in whole["rows"]]
     assert merged["mean_over_single_concepts"] == whole["mean_over_single_concepts"]
     assert "| mean of 6 single concepts |" in capsys.readouterr().out
+
+
+WHOLE_SWEEP = Path(__file__).resolve().parents[2] / "docs" / "img" / "sweep_all.json"
+
+
+def _with_methods(report: dict[str, Any], methods: list[str]) -> dict[str, Any]:
+    """The report as if its sitting had run only `methods`."""
+    settings = {
+        **report["settings"],
+        "methods": {m: report["settings"]["methods"][m] for m in methods},
+    }
+    rows = [
+        {
+            **row,
+            "curves": {m: row["curves"][m] for m in methods},
+            "runs": {m: row["runs"][m] for m in methods},
+        }
+        for row in report["rows"]
+    ]
+    return {**report, "settings": settings, "rows": rows}
+
+
+def test_a_method_measured_in_a_later_sitting_merges_into_the_table_one_sitting_gives(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    whole = json.loads(WHOLE_SWEEP.read_text())
+    methods = list(whole["settings"]["methods"])
+    paths = [tmp_path / "first.json", tmp_path / "later.json"]
+    for path, part in zip(paths, (methods[:2], methods[2:]), strict=True):
+        path.write_text(json.dumps(_with_methods(whole, part)))
+    out = tmp_path / "merged.json"
+    _sweep("--merge", str(paths[0]), "--merge", str(paths[1]), "--out", str(out))
+    merged = json.loads(out.read_text())
+    assert list(merged["settings"]["methods"]) == methods
+    for got, want in zip(merged["rows"], whole["rows"], strict=True):
+        assert got["equal_erasure"] == want["equal_erasure"]  # the compared ESR moved back too
+    assert merged["mean_over_single_concepts"] == whole["mean_over_single_concepts"]
+    assert methods[2] in capsys.readouterr().out
+
+
+def test_a_job_without_runs_of_every_method_is_not_merged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    whole = json.loads(WHOLE_SWEEP.read_text())
+    methods = list(whole["settings"]["methods"])
+    later = _with_methods(whole, methods[2:])
+    later["rows"] = later["rows"][:1]
+    paths = [tmp_path / "first.json", tmp_path / "later.json"]
+    for path, report in zip(paths, (_with_methods(whole, methods[:2]), later), strict=True):
+        path.write_text(json.dumps(report))
+    with pytest.raises(SystemExit) as exit_info:
+        _sweep("--merge", str(paths[0]), "--merge", str(paths[1]))
+    assert exit_info.value.code == 2
+    assert "has no runs of" in capsys.readouterr().err
 
 
 def test_reports_measured_differently_are_not_merged(
