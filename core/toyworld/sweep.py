@@ -470,22 +470,27 @@ def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
     method stays the reference. A job must have runs of every method."""
     if not reports:
         raise ValueError("nothing to merge")
-    compared = ("seeds", "train_method", "hyperparameters", "evaluation")
+    compared = ("seeds", "train_method", "evaluation")
 
-    def settings(report: dict[str, Any]) -> dict[str, Any]:
-        # A knob added since a report was written is compared at its default (what ran then)
-        raw = report["settings"]
-        return {**raw, "hyperparameters": Hyperparameters(**raw["hyperparameters"])}
+    def effective(report: dict[str, Any], spec: dict[str, Any]) -> Hyperparameters:
+        # What a method ran with: the sitting's base plus the method's overrides, so a default
+        # that changed between sittings does not refuse reports that ran the same thing
+        overrides = {k: v for k, v in spec.items() if k != "method"}
+        return Hyperparameters(**{**report["settings"]["hyperparameters"], **overrides})
 
     first = reports[0]["settings"]
     methods: dict[str, Any] = {}
+    ran_with: dict[str, Hyperparameters] = {}
     for report in reports:
-        differ = [k for k in compared if settings(report)[k] != settings(reports[0])[k]]
+        differ = [k for k in compared if report["settings"][k] != first[k]]
         if differ:
             raise ValueError(f"reports measured differently: {', '.join(differ)}")
         for name, spec in report["settings"]["methods"].items():
-            if methods.setdefault(name, spec) != spec:
-                raise ValueError(f"method {name!r} means different settings in two reports")
+            methods.setdefault(name, spec)
+            if ran_with.setdefault(name, effective(report, spec)) != effective(report, spec):
+                raise ValueError(
+                    f"method {name!r} ran with different hyperparameters in two reports"
+                )
     reference = next(iter(methods))
     rows: dict[str, dict[str, Any]] = {}
     for report in reports:
