@@ -491,6 +491,15 @@ def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 raise ValueError(
                     f"method {name!r} ran with different hyperparameters in two reports"
                 )
+    # Each method restated against the first sitting's base, so the merged report says what ran
+    base = Hyperparameters(**first["hyperparameters"]).model_dump(mode="json")
+    methods = {
+        name: {
+            "method": spec["method"],
+            **{k: v for k, v in ran_with[name].model_dump(mode="json").items() if v != base[k]},
+        }
+        for name, spec in methods.items()
+    }
     reference = next(iter(methods))
     rows: dict[str, dict[str, Any]] = {}
     for report in reports:
