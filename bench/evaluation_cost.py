@@ -1,7 +1,7 @@
 """Evaluation time next to training time on the `demo` model (issue 11, must-show 5).
 
 One process, the same settings a `make demo` job uses: AP on `ring` with the recommended
-settings for the demo's 100 updates, then the evaluation stage with its default plan (the
+settings (150 updates, what the demo runs), then the evaluation stage with its default plan (the
 judge's default prompts, seeds 0-2, the model's 20 DDIM steps at CFG 3). Prints both times,
 their ratio and the images generated, with the machine's load average (the CPU may be shared).
 
@@ -34,7 +34,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     out = args.out or Path(tempfile.mkdtemp(prefix="evaluation-cost-"))
     recommended = Recommended.load()
-    recommended = recommended.with_iterations(recommended.demo_iterations)
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     trained = erase(

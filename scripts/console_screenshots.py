@@ -34,7 +34,7 @@ def ring_job() -> dict[str, Any]:
         "concepts": ["ring"],
         "method": "ap",
         "train_method": recommended["train_method"],
-        "hyperparameters": {**recommended["hyperparameters"], **recommended["demo"]},
+        "hyperparameters": recommended["hyperparameters"],
         "sample_prompts": ["a green ring", "a red ring", "a green circle", "a blue square"],
         "metadata": {"ticket": "SAFE-42"},
     }

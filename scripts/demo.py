@@ -46,10 +46,10 @@ NEXT_STEPS = {
 
 def demo_job() -> dict[str, Any]:
     """Erase the shape `ring` from the built-in toy model with the settings measured to work on
-    it (docs/quality.md: `recommended.json`, at the demo's update count). The grid shows rings
+    it (docs/quality.md: `recommended.json`, 150 updates). The grid shows rings
     gone, in any colour, and circles, squares and stars kept."""
     recommended = json.loads(RECOMMENDED_FILE.read_text())
-    hyperparameters = {**recommended["hyperparameters"], **recommended["demo"]}
+    hyperparameters = recommended["hyperparameters"]
     return {
         "model": "demo",
         "concepts": ["ring"],

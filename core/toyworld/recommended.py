@@ -17,7 +17,6 @@ class Recommended:
     hyperparameters: Hyperparameters
     sampling: SamplingSettings  # how erased models are judged
     eval_every: int  # updates between evaluations on the ESR/PSR-over-updates curve
-    demo_iterations: int  # a short run for `make demo` (about a minute on a CPU)
 
     @classmethod
     def load(cls, path: Path = RECOMMENDED_FILE) -> "Recommended":
@@ -32,7 +31,6 @@ class Recommended:
                 images_per_caption=evaluation["images_per_caption"],
             ),
             eval_every=evaluation["eval_every"],
-            demo_iterations=raw["demo"]["iterations"],
         )
 
     def with_iterations(self, iterations: int, eval_every: int | None = None) -> "Recommended":

@@ -1,10 +1,11 @@
-"""CI check that erasure works at all, on the committed toy model: a short AP run (the demo's
-settings from recommended.json) must make the erased shape's prompts stop producing it while the
-other shapes stay recognisable.
+"""CI check that erasure works at all, on the committed toy model: the demo's AP run (the
+recommended settings, 150 updates) must make the erased shape's prompts stop producing it while
+the other shapes stay recognisable.
 
-The shape is `ring`. Not every shape erases this well in 100 updates: docs/quality_history.md
-§4b has the table for all six, and why circle and square, the shapes the judge falls back on for
-a damaged picture, score lowest."""
+The shape is `ring`. Not every shape erases this well in 150 updates (docs/quality.md §2: circle,
+square, star and cross stop at ESR 40-80 for every method). The run is the whole 150 updates, not
+the 100 it was once: with R_c holding all 17 toy words, ring's kept shapes dip at update 100 on
+two of three seeds (shape PSR −20 and −20 from the base) and recover by 150 (−11 and −12)."""
 
 from pathlib import Path
 
@@ -25,9 +26,7 @@ JUDGED = SamplingSettings(images_per_caption=8, first_seed=500)
 def test_short_ap_erasure_removes_a_shape_and_keeps_the_other_shapes(
     tmp_path: Path, demo_pipeline: StableDiffusionPipeline, judge: Judge
 ) -> None:
-    recommended = Recommended.load()
-    recommended = recommended.with_iterations(recommended.demo_iterations)
-    erased_pipe = erase_demo_model([CONCEPT], recommended.hyperparameters, tmp_path)
+    erased_pipe = erase_demo_model([CONCEPT], Recommended.load().hyperparameters, tmp_path)
 
     before = score(generate_and_judge(demo_pipeline, judge, all_prompts(), JUDGED), [CONCEPT])
     after = score(generate_and_judge(erased_pipe, judge, all_prompts(), JUDGED), [CONCEPT])
