@@ -4,7 +4,7 @@ with several seeds, compared at equal erasure with paired 95 % confidence interv
     python bench/sweep.py [--concepts all] [--jobs red+orange,circle+square,ring+blue]
                           [--methods esd,ap,ap:gumbel,ap:damage] [--seeds 3]
                           [--images-per-caption N] [--workers 2] [--quick] [--out FILE]
-    python bench/sweep.py --merge colours.json --merge shapes.json [--out FILE]
+    python bench/sweep.py --merge colours.json --merge shapes.json [--keep esd,ap] [--out FILE]
 
 A method is `esd`, `ap` (the default adversary) or `ap:<variant>`: `ap:gumbel` sets
 Hyperparameters.adversary = "gumbel"; `ap:key=value/key=value` sets any knob. The first method is
@@ -13,7 +13,8 @@ and the real engine (`core.erasure.erase`). Prints one table (equal-erasure ESR,
 PSR there with its interval, the paired difference, the kept concept each method hurts most and
 the final ESR) and writes the JSON report (per-run tallies included, so it can be re-analysed).
 `--merge` prints one table from reports of separate sittings measured with the same settings,
-on different jobs or with different methods (a new variant beside stored runs).
+on different jobs or with different methods (a new variant beside stored runs); `--keep` compares
+only some of the stored methods.
 docs/proving_protocol.md says what the numbers mean and how long the full sweep takes.
 """
 
@@ -96,6 +97,12 @@ IMAGES_PER_CAPTION = 6
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="Run nothing: merge reports measured with the same settings (different jobs or methods).",
 )
+@click.option(
+    "--keep",
+    "kept_text",
+    default="",
+    help="With --merge: only these methods, in this order (the first is the reference).",
+)
 def main(
     concept_text: str,
     jobs_text: str,
@@ -108,10 +115,14 @@ def main(
     out: Path | None,
     judge_dir: Path,
     merged: tuple[Path, ...],
+    kept_text: str,
 ) -> None:
+    if kept_text and not merged:
+        raise click.BadParameter("only with --merge", param_hint="--keep")
     if merged:
         try:
-            report = merge_reports([json.loads(p.read_text()) for p in merged])
+            kept = [name.strip() for name in kept_text.split(",") if name.strip()]
+            report = merge_reports([json.loads(p.read_text()) for p in merged], kept or None)
         except (ValueError, KeyError) as error:
             raise click.BadParameter(str(error), param_hint="--merge") from error
         if out:

@@ -460,14 +460,20 @@ def _mean_row(rows: list[EqualErasure], methods: list[str]) -> dict[str, Any]:
     return out
 
 
-def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def merge_reports(
+    reports: Sequence[dict[str, Any]], keep: Sequence[str] | None = None
+) -> dict[str, Any]:
     """One report from sweeps run separately with the same settings, on different jobs (the
     colours and the shapes did not fit in one sitting on 2 cores) or with different methods on
     the same jobs (a variant measured later beside stored runs: every run is a function of its
     seed, so the stored columns are what a new sitting would measure again). Every row is
     recomputed from its stored curves with the same resampling weights (same seeds, same image
     seeds, same bootstrap seed), so the merge equals one big sweep; the first report's first
-    method stays the reference. A job must have runs of every method."""
+    method stays the reference. A job must have runs of every method.
+
+    `keep` names the methods to compare, in order (the first is the reference); the others are
+    left out before the equal-erasure level is found, so a method that erases little no longer
+    holds down the level at which the kept ones are compared."""
     if not reports:
         raise ValueError("nothing to merge")
     compared = ("seeds", "train_method", "evaluation")
@@ -491,6 +497,11 @@ def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 raise ValueError(
                     f"method {name!r} ran with different hyperparameters in two reports"
                 )
+    if keep:
+        unknown = [name for name in keep if name not in methods]
+        if unknown:
+            raise ValueError(f"no runs of {', '.join(unknown)} in these reports")
+        methods = {name: methods[name] for name in keep}
     # Each method restated against the first sitting's base, so the merged report says what ran
     base = Hyperparameters(**first["hyperparameters"]).model_dump(mode="json")
     methods = {
@@ -512,8 +523,9 @@ def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
             if same_reference and "pictures_for_5_points_paired" not in merged:
                 merged["pictures_for_5_points_paired"] = row["pictures_for_5_points_paired"]
             for name, curve in row["curves"].items():
-                merged["curves"].setdefault(name, curve)
-                merged["runs"].setdefault(name, row["runs"][name])
+                if name in methods:
+                    merged["curves"].setdefault(name, curve)
+                    merged["runs"].setdefault(name, row["runs"][name])
     single = []
     for name, row in rows.items():
         missing = [m for m in methods if m not in row["curves"]]

@@ -136,6 +136,36 @@ def test_a_method_measured_in_a_later_sitting_merges_into_the_table_one_sitting_
     assert methods[2] in capsys.readouterr().out
 
 
+def test_keeping_some_methods_compares_them_as_a_sitting_of_only_those_would(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    whole = json.loads(WHOLE_SWEEP.read_text())
+    methods = list(whole["settings"]["methods"])
+    kept = [methods[0], methods[1]]  # ESD and the paper's adversary, without the third method
+    only_those = tmp_path / "only_those.json"
+    only_those.write_text(json.dumps(_with_methods(whole, kept)))
+    outs = [tmp_path / "kept.json", tmp_path / "sitting.json"]
+    _sweep("--merge", str(WHOLE_SWEEP), "--keep", ",".join(kept), "--out", str(outs[0]))
+    _sweep("--merge", str(only_those), "--out", str(outs[1]))
+    got, want = (json.loads(path.read_text()) for path in outs)
+    assert list(got["settings"]["methods"]) == kept
+    assert [r["equal_erasure"] for r in got["rows"]] == [r["equal_erasure"] for r in want["rows"]]
+    # The dropped method no longer holds the compared erasure level down on some job
+    levels = [
+        (k["equal_erasure"]["esr"]["estimate"], w["equal_erasure"]["esr"]["estimate"])
+        for k, w in zip(got["rows"], whole["rows"], strict=True)
+    ]
+    assert all(kept_level >= whole_level for kept_level, whole_level in levels)
+    assert any(kept_level > whole_level for kept_level, whole_level in levels)
+    assert methods[2] not in capsys.readouterr().out
+
+
+def test_keeping_a_method_the_reports_lack_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        _sweep("--merge", str(WHOLE_SWEEP), "--keep", "esd,ap:never_run")
+    assert exit_info.value.code == 2
+
+
 def test_a_job_without_runs_of_every_method_is_not_merged(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
