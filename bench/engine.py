@@ -368,6 +368,7 @@ def measure(
     precision: str = "auto",
     train_method: str = "xattn",
     config_overrides: dict[str, Any] | None = None,
+    hyperparameter_overrides: dict[str, Any] | None = None,
     flops: UnetFlops | None = None,
     count_tensors: bool = True,
 ) -> Cell:
@@ -393,7 +394,7 @@ def measure(
             iterations=warmup + iterations + 1,
             ddim_steps=ddim_steps,
             vocabulary_size=vocabulary_size,
-            **hyper,
+            **{**hyper, **(hyperparameter_overrides or {})},
         ),
         device=device,
         precision=precision,
