@@ -1,7 +1,8 @@
 """Does an adversary find what the erasure damages? (issue 9, must-show 1)
 
     python bench/adversary_diagnostic.py [--concepts red,blue,green,ring,circle,square]
-                                         [--erase-updates 60] [--draws 80] [--out FILE]
+                                         [--erase-updates 60] [--draws 80] [--num-centers N]
+                                         [--out FILE]
 
 For each concept, on the committed toy model with the recommended settings:
 1. erase it with a pure erasure loss (λ = 0) for `--erase-updates` updates, then hold θ' fixed;
@@ -15,6 +16,7 @@ For each concept, on the committed toy model with the recommended settings:
 """
 
 import copy
+import dataclasses
 import json
 import sys
 import time
@@ -143,6 +145,12 @@ def diagnose(concept: str, args: dict[str, Any], recommended: Recommended) -> di
 @click.option(
     "--damage-draws", type=int, default=None, help="Draws per damage scoring [default: engine's]."
 )
+@click.option(
+    "--num-centers",
+    type=click.IntRange(1),
+    default=None,
+    help="Candidates in R_c [default: the toy settings' (17, every toy word)].",
+)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def main(
     concepts: str,
@@ -151,16 +159,21 @@ def main(
     gumbel_steps: int,
     scorings: int,
     damage_draws: int | None,
+    num_centers: int | None,
     out: Path | None,
 ) -> None:
     torch.set_num_threads(1)
     recommended = Recommended.load()
+    if num_centers is not None:
+        chosen = recommended.hyperparameters.model_copy(update={"num_centers": num_centers})
+        recommended = dataclasses.replace(recommended, hyperparameters=chosen)
     args = {
         "erase_updates": erase_updates,
         "draws": draws,
         "gumbel_steps": gumbel_steps,
         "scorings": scorings,
         "damage_draws": damage_draws,
+        "num_centers": recommended.hyperparameters.num_centers,
     }
     rows = []
     print("| concept | most damaged (real) | gumbel ρ | damage ρ mean (min) |")
