@@ -68,7 +68,11 @@ def test_a_non_finite_loss_fails_the_job_as_diverged_at_the_first_bad_update(
 
     with session_factory() as session:
         job = session.get_one(Job, job_id)
-        kinds = list(session.scalars(select(JobEvent.kind).where(JobEvent.job_id == job_id)))
+        kinds = list(
+            session.scalars(
+                select(JobEvent.kind).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
+            )
+        )
     assert (outcome, job.status, job.error_code) == (RunOutcome.FAILED, "failed", "diverged")
     assert job.error_message and "loss" in job.error_message
     assert (job.progress_step or 0) < 50  # stopped at once, not after the whole run

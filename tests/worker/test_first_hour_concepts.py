@@ -47,7 +47,9 @@ def test_a_concept_the_demo_model_cannot_represent_is_refused_before_training(
 
     with session_factory() as session:
         job = session.get_one(Job, job_id)
-        kinds = session.execute(select(JobEvent.kind).where(JobEvent.job_id == job_id)).scalars()
+        kinds = session.execute(
+            select(JobEvent.kind).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
+        ).scalars()
         kinds = list(kinds)
     assert job.error_code == "bad_concept"
     assert job.error_message is not None
